@@ -1,0 +1,225 @@
+"""REST API and web page: the same operations as the CLI, for gates, kiosks and operators' browsers.
+
+Reading (identify, verify, roll-call, subject names) is open; enrolment, deletion and anything that
+returns stored face data need an API key. Every error is JSON ``{"error": "..."}`` with a clear message.
+Models are loaded once; requests touching them are serialised by a lock (dlib and ONNX sessions are
+shared), which keeps memory flat under concurrent load.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from occluface.api.keys import KeyStore
+from occluface.errors import ImageError, OccluFaceError
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@dataclass
+class ApiSettings:
+    gallery: Path | None = None
+    model: str = "dlib_resnet"
+    detector: str = "auto"
+    keys: KeyStore = field(default_factory=KeyStore)
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_files: int = 20
+
+
+class _Service:
+    """The recognizer, created on first use so the server starts fast and tests can swap pieces."""
+
+    def __init__(self, settings: ApiSettings):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self._rec = None
+
+    @property
+    def rec(self):
+        if self._rec is None:
+            from occluface.gallery.store import open_gallery
+            from occluface.recognize import Recognizer
+
+            self._rec = Recognizer(
+                open_gallery(self.settings.gallery), model=self.settings.model, detector=self.settings.detector
+            )
+        return self._rec
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    service = _Service(settings)
+    app = FastAPI(
+        title="occluface",
+        version="0.1.0",
+        description="Occlusion-robust face recognition: identify, verify, roll-call, enrol.",
+    )
+    app.state.service = service
+
+    @app.exception_handler(UnknownSubject)
+    async def _unknown(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(ImageError)
+    async def _bad_image(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    @app.exception_handler(OccluFaceError)
+    async def _domain(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:  # never leak a traceback to clients
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.middleware("http")
+    async def _limit_upload(request: Request, call_next):
+        length = request.headers.get("content-length")
+        limit = settings.max_upload_bytes * max(1, settings.max_files)
+        if length and length.isdigit() and int(length) > limit:
+            return JSONResponse({"error": f"upload of {int(length)} bytes is larger than the {limit} allowed"},
+                                status_code=413)
+        return await call_next(request)
+
+    def require_key(x_api_key: str | None = Header(None, description="API key for enrol/delete/export")) -> None:
+        if not settings.keys:
+            raise HTTPException(403, "this server has no API keys configured; enrolment and deletion are disabled")
+        if not x_api_key:
+            raise HTTPException(401, "missing API key (send it in the X-API-Key header)")
+        if not settings.keys.check(x_api_key):
+            raise HTTPException(403, "wrong API key")
+
+    async def read_upload(upload: UploadFile) -> bytes:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"{upload.filename}: larger than the {settings.max_upload_bytes} bytes allowed")
+        if not data:
+            raise ImageError(upload.filename or "upload", "empty file (0 bytes)")
+        return data
+
+    def decode(data: bytes, name: str):
+        from occluface.recognize import read_image
+
+        return read_image(data, name)
+
+    # ----------------------------------------------------------------- pages
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": settings.model, "detector": settings.detector}
+
+    # ------------------------------------------------------------ recognition
+    @app.post("/api/identify")
+    async def identify(file: UploadFile = File(...), top: int = Form(3)) -> dict[str, Any]:
+        """Every face in the photo with its best matches ("unknown" below the threshold)."""
+        data = await read_upload(file)
+        image = decode(data, file.filename or "upload")
+        with service.lock:
+            rec = service.rec
+            matches = rec.identify(image, image=image, k=max(1, min(int(top), 10)))
+            threshold = rec.thresholds.identify
+        return {
+            "image": {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])},
+            "threshold": threshold,
+            "faces": [m.to_dict() for m in matches],
+        }
+
+    @app.post("/api/verify")
+    async def verify(a: UploadFile = File(...), b: UploadFile = File(...)) -> dict[str, Any]:
+        """Same person or not, from the main face of each photo."""
+        img_a = decode(await read_upload(a), a.filename or "a")
+        img_b = decode(await read_upload(b), b.filename or "b")
+        with service.lock:
+            return service.rec.verify(img_a, img_b).to_dict()
+
+    @app.post("/api/rollcall")
+    async def rollcall(
+        file: UploadFile = File(...),
+        roster: str = Form("", description="Comma-separated enrolled names; empty = everyone enrolled"),
+        method: str = Form("global"),
+        threshold: float = Form(0.6),
+    ) -> dict[str, Any]:
+        """Roll-call of a group photo against the roster (one face per identity)."""
+        image = decode(await read_upload(file), file.filename or "upload")
+        names = [n.strip() for n in roster.split(",") if n.strip()] or None
+        with service.lock:
+            result = service.rec.rollcall(image, names, method=method, threshold=threshold)
+        result["image"] = {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])}
+        return result
+
+    # --------------------------------------------------------------- gallery
+    @app.get("/api/subjects")
+    def subjects() -> dict[str, Any]:
+        """Enrolled names and how many embeddings each has (no face data)."""
+        with service.lock:
+            subs = service.rec.gallery.list_subjects()
+        return {"subjects": [{"name": s.name, "embeddings": s.total_embeddings, "created": s.created} for s in subs]}
+
+    @app.post("/api/subjects", dependencies=[Depends(require_key)], status_code=201)
+    async def enroll(name: str = Form(...), files: list[UploadFile] = File(...)) -> dict[str, Any]:
+        """Enrol a person from photos (all-or-nothing)."""
+        if len(files) > settings.max_files:
+            raise HTTPException(413, f"at most {settings.max_files} photos per enrolment")
+        images = []
+        for f in files:
+            images.append(decode(await read_upload(f), f.filename or "upload"))
+        with service.lock:
+            rec = service.rec
+            # decoded arrays carry no names: check faces here so errors still name the file
+            for f, img in zip(files, images):
+                rec.main_face(img, f.filename or "upload")
+            return rec.enroll(name, images)
+
+    @app.delete("/api/subjects/{name}", dependencies=[Depends(require_key)])
+    def remove(name: str) -> dict[str, Any]:
+        """Delete a person and every trace of their data."""
+        with service.lock:
+            store = service.rec.gallery
+            if name not in store:
+                raise UnknownSubject(f"no enrolled subject named {name!r}")
+            store.remove_subject(name, strict=True)
+            from occluface.gallery.search import clear_search_cache
+
+            clear_search_cache(store)
+        return {"removed": name}
+
+    @app.get("/api/subjects/{name}/thumbnails/{index}", dependencies=[Depends(require_key)])
+    def thumbnail(name: str, index: int) -> Response:
+        """A stored enrolment thumbnail (face image data: key required)."""
+        with service.lock:
+            store = service.rec.gallery
+            if name not in store:
+                raise UnknownSubject(f"no enrolled subject named {name!r}")
+            thumbs = store.thumbnails(name)
+        if not 0 <= index < len(thumbs):
+            raise UnknownSubject(f"{name!r} has {len(thumbs)} thumbnails; no index {index}")
+        return Response(thumbs[index], media_type="image/jpeg")
+
+    return app
+
+
+class UnknownSubject(OccluFaceError):
+    """Maps to HTTP 404."""

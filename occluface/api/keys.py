@@ -1,0 +1,73 @@
+"""API keys for the operations that change or export the gallery, stored only as hashes.
+
+Keys are random 32-byte tokens, so a plain SHA-256 is enough (no password stretching needed) and a
+stolen keys file reveals no usable key. Comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+from occluface.errors import OccluFaceError
+
+PREFIX = "ocf_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+class KeyStore:
+    """A set of key hashes, loaded from a JSON file (``{"keys": [{"name", "sha256"}]}``) and/or given keys."""
+
+    def __init__(self, hashes: dict[str, str] | None = None, path: Path | None = None):
+        self.hashes = dict(hashes or {})
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, plain_keys: list[str] | None = None) -> "KeyStore":
+        hashes: dict[str, str] = {}
+        p = Path(path) if path else None
+        if p is not None and p.exists():
+            try:
+                data = json.loads(p.read_text())
+                for entry in data.get("keys", []):
+                    hashes[str(entry["name"])] = str(entry["sha256"])
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise OccluFaceError(f"{p}: not a valid API keys file ({exc})") from None
+        for i, key in enumerate(plain_keys or []):
+            if key:
+                hashes[f"env-{i}"] = hash_key(key)
+        return cls(hashes, p)
+
+    def __bool__(self) -> bool:
+        return bool(self.hashes)
+
+    def check(self, key: str | None) -> bool:
+        if not key:
+            return False
+        digest = hash_key(key)
+        return any(hmac.compare_digest(digest, h) for h in self.hashes.values())
+
+    def add(self, name: str) -> str:
+        """Create a key called ``name``, store its hash (owner-only file) and return the key, shown once."""
+        if self.path is None:
+            raise OccluFaceError("no keys file given to store the new key in")
+        key = new_key()
+        self.hashes[name] = hash_key(key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"keys": [{"name": n, "sha256": h} for n, h in self.hashes.items()]}, fh, indent=2)
+        os.replace(tmp, self.path)
+        return key

@@ -1,0 +1,138 @@
+// occluface web page: plain JavaScript over the REST API, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+document.querySelectorAll("nav button").forEach((btn) =>
+  btn.addEventListener("click", () => {
+    document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b === btn));
+    document.querySelectorAll("section").forEach((s) => s.classList.toggle("active", s.id === btn.dataset.tab));
+    if (btn.dataset.tab === "enroll") loadSubjects();
+  })
+);
+
+function setStatus(id, text, isError) {
+  const el = $(id);
+  el.textContent = text;
+  el.className = "status" + (isError ? " error" : "");
+}
+
+async function callApi(url, options) {
+  const resp = await fetch(url, options);
+  let body = null;
+  try { body = await resp.json(); } catch (e) { body = { error: resp.statusText }; }
+  if (!resp.ok) throw new Error(body && body.error ? body.error : "request failed (" + resp.status + ")");
+  return body;
+}
+
+function wireDrop(dropId, inputId, onFile) {
+  const drop = $(dropId), input = $(inputId);
+  drop.addEventListener("click", () => input.click());
+  input.addEventListener("change", () => input.files.length && onFile(input.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault(); drop.classList.remove("over");
+    if (e.dataTransfer.files.length) onFile(e.dataTransfer.files[0]);
+  });
+}
+
+function drawBoxes(canvasId, file, boxes) {
+  // boxes: [{box:[x1,y1,x2,y2], text, ok}]
+  const img = new Image();
+  img.onload = () => {
+    const canvas = $(canvasId);
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const scale = Math.max(img.naturalWidth, img.naturalHeight) / 800;
+    ctx.lineWidth = Math.max(2, 3 * scale);
+    ctx.font = `${Math.max(12, Math.round(18 * scale))}px sans-serif`;
+    boxes.forEach((b) => {
+      const [x1, y1, x2, y2] = b.box;
+      const colour = b.ok ? "#1e9e3e" : "#d62d2d";
+      ctx.strokeStyle = colour; ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      const h = Math.max(16, 22 * scale), w = ctx.measureText(b.text).width + 8;
+      const ty = y1 - h >= 0 ? y1 - h : y2;
+      ctx.fillStyle = colour; ctx.fillRect(x1, ty, w, h);
+      ctx.fillStyle = "#fff"; ctx.fillText(b.text, x1 + 4, ty + h - 5);
+    });
+    URL.revokeObjectURL(img.src);
+  };
+  img.src = URL.createObjectURL(file);
+}
+
+// ---------------------------------------------------------------- identify
+wireDrop("identify-drop", "identify-file", async (file) => {
+  setStatus("identify-status", "Looking for faces…");
+  const tbody = $("identify-results").querySelector("tbody");
+  tbody.innerHTML = "";
+  const form = new FormData(); form.append("file", file);
+  try {
+    const res = await callApi("/api/identify", { method: "POST", body: form });
+    setStatus("identify-status", `${res.faces.length} face(s) found (threshold ${res.threshold.toFixed(3)})`);
+    res.faces.forEach((f, i) => {
+      const tr = document.createElement("tr");
+      const next = f.candidates.slice(1, 3).map((c) => `${c.name} ${c.similarity.toFixed(2)}`).join(", ");
+      tr.innerHTML = `<td>${i + 1}</td><td class="${f.name ? "known" : "unknown"}"></td><td>${f.similarity.toFixed(3)}</td><td></td>`;
+      tr.children[1].textContent = f.label; tr.children[3].textContent = next;
+      tbody.appendChild(tr);
+    });
+    drawBoxes("identify-canvas", file, res.faces.map((f) => ({ box: f.box, text: `${f.label} ${f.similarity.toFixed(2)}`, ok: !!f.name })));
+  } catch (e) { setStatus("identify-status", e.message, true); }
+});
+
+// ------------------------------------------------------------------ enrol
+async function loadSubjects() {
+  const tbody = $("subjects").querySelector("tbody");
+  try {
+    const res = await callApi("/api/subjects");
+    tbody.innerHTML = "";
+    res.subjects.forEach((s) => {
+      const tr = document.createElement("tr");
+      tr.innerHTML = "<td></td><td></td><td></td>";
+      tr.children[0].textContent = s.name; tr.children[1].textContent = s.embeddings; tr.children[2].textContent = s.created;
+      tbody.appendChild(tr);
+    });
+  } catch (e) { setStatus("enroll-status", e.message, true); }
+}
+
+$("enroll-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData();
+  form.append("name", $("enroll-name").value.trim());
+  for (const f of $("enroll-files").files) form.append("files", f);
+  setStatus("enroll-status", "Enrolling…");
+  try {
+    const res = await callApi("/api/subjects", { method: "POST", body: form, headers: { "X-API-Key": $("enroll-key").value } });
+    setStatus("enroll-status", `Enrolled ${res.name} from ${res.images} photo(s).`);
+    loadSubjects();
+  } catch (e) { setStatus("enroll-status", e.message, true); }
+});
+
+// --------------------------------------------------------------- roll-call
+wireDrop("rollcall-drop", "rollcall-file", async (file) => {
+  setStatus("rollcall-status", "Running the roll-call…");
+  $("rollcall-lists").innerHTML = "";
+  const form = new FormData();
+  form.append("file", file);
+  form.append("roster", $("rollcall-roster").value);
+  try {
+    const res = await callApi("/api/rollcall", { method: "POST", body: form });
+    setStatus("rollcall-status", `${res.faces.length} face(s); ${res.present.length} present, ${res.absent.length} absent, ${res.unresolved.length} to check.`);
+    const lists = $("rollcall-lists");
+    [["present", res.present], ["absent", res.absent], ["unresolved", res.unresolved]].forEach(([title, names]) => {
+      const p = document.createElement("p");
+      p.id = "rollcall-" + title;
+      p.innerHTML = `<b>${title}:</b> `;
+      names.forEach((n) => { const s = document.createElement("span"); s.textContent = n; p.appendChild(s); });
+      lists.appendChild(p);
+    });
+    drawBoxes("rollcall-canvas", file, res.faces.filter((f) => f.box).map((f) => ({
+      box: f.box, ok: f.status === "present",
+      text: `${f.identity || (f.candidate ? f.candidate + "?" : "?")} ${f.confidence.toFixed(2)}`,
+    })));
+  } catch (e) { setStatus("rollcall-status", e.message, true); }
+});
+
+callApi("/api/health").then((h) => { $("health").textContent = `model ${h.model} · detector ${h.detector}`; }).catch(() => {});

@@ -1,0 +1,195 @@
+"""Decision thresholds calibrated from labelled faces, stored with the model they belong to.
+
+A similarity threshold means nothing across models (dlib's 128-d space and a 512-d ArcFace space score
+the same pair differently), so each model carries its own, picked on data at a target false-accept rate
+(FAR) and reported with the FAR/FRR it actually gave on that data. Lookup order: an explicit file, the
+user's calibration (``occluface calibrate``), the calibration shipped in the package, else an
+explicitly *uncalibrated* fallback that every report flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from occluface.errors import OccluFaceError
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "thresholds"
+UNCALIBRATED_THRESHOLD = 0.5
+
+
+@dataclass
+class Thresholds:
+    """Verification and open-set identification thresholds on cosine similarity."""
+
+    model_id: str
+    verify: float
+    identify: float
+    target_far: float
+    far: float | None = None
+    frr: float | None = None
+    n_genuine: int = 0
+    n_impostor: int = 0
+    n_images: int = 0
+    n_identities: int = 0
+    data: str = ""
+    source: str = "uncalibrated"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Thresholds":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+def _safe(model_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in model_id)
+
+
+def user_thresholds_path(model_id: str) -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("occluface")) / "thresholds" / f"{_safe(model_id)}.json"
+
+
+def shipped_thresholds_path(model_id: str) -> Path:
+    return SHIPPED_DIR / f"{_safe(model_id)}.json"
+
+
+def calibrate_thresholds(
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    *,
+    model_id: str,
+    target_far: float = 1e-3,
+    data: str = "",
+) -> Thresholds:
+    """Threshold = the lowest similarity whose false-accept rate over all impostor pairs is <= target.
+
+    Uses every pair of the given faces (genuine: same label; impostor: different labels).
+    """
+    emb = np.asarray(embeddings, dtype=np.float32)
+    labels = np.asarray([str(x) for x in labels])
+    if emb.ndim != 2 or emb.shape[0] != labels.size:
+        raise OccluFaceError(f"calibration needs one embedding per label, got {emb.shape} and {labels.size} labels")
+    if not 0 < target_far < 1:
+        raise OccluFaceError(f"target FAR must be between 0 and 1, got {target_far}")
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sims = emb @ emb.T
+    iu = np.triu_indices(labels.size, k=1)
+    scores = sims[iu]
+    same = labels[iu[0]] == labels[iu[1]]
+    genuine, impostor = scores[same], scores[~same]
+    if genuine.size < 2 or impostor.size < 2:
+        raise OccluFaceError(
+            f"calibration needs genuine and impostor pairs: got {genuine.size} genuine and {impostor.size} "
+            "impostor pairs; use a folder with several images of several people"
+        )
+    if impostor.size * target_far < 1:
+        raise OccluFaceError(
+            f"{impostor.size} impostor pairs cannot measure FAR={target_far:g}; "
+            f"use more images or a target FAR of at least {1 / impostor.size:.1e}"
+        )
+    imp_sorted = np.sort(impostor)
+    # Smallest threshold t with mean(impostor >= t) <= target: just above the k-th largest impostor score.
+    k = int(np.floor(target_far * impostor.size))
+    t = float(np.nextafter(imp_sorted[impostor.size - k - 1], np.float32(np.inf)))
+    far = float(np.mean(impostor >= t))
+    frr = float(np.mean(genuine < t))
+    return Thresholds(
+        model_id=model_id,
+        verify=t,
+        identify=t,
+        target_far=float(target_far),
+        far=far,
+        frr=frr,
+        n_genuine=int(genuine.size),
+        n_impostor=int(impostor.size),
+        n_images=int(labels.size),
+        n_identities=int(np.unique(labels).size),
+        data=data,
+        source="calibrated",
+    )
+
+
+def save_thresholds(th: Thresholds, path: str | Path) -> Path:
+    """Write atomically so a crash never leaves a half-written calibration behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(th.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_thresholds(model_id: str, path: str | Path | None = None) -> Thresholds:
+    """The thresholds for ``model_id`` (see the module docstring for the lookup order)."""
+    candidates = [Path(path)] if path else [user_thresholds_path(model_id), shipped_thresholds_path(model_id)]
+    for p in candidates:
+        if p.is_file():
+            try:
+                th = Thresholds.from_dict(json.loads(p.read_text()))
+            except (ValueError, TypeError) as exc:
+                raise OccluFaceError(f"{p}: not a valid thresholds file ({exc})") from None
+            if th.model_id != model_id:
+                raise OccluFaceError(f"{p}: calibrated for model {th.model_id!r}, not {model_id!r}")
+            return th
+        if path:
+            raise OccluFaceError(f"{p}: no such thresholds file")
+    return Thresholds(model_id, UNCALIBRATED_THRESHOLD, UNCALIBRATED_THRESHOLD, target_far=float("nan"))
+
+
+def calibrate_folder(
+    data_dir: str | Path,
+    *,
+    model: str = "dlib_resnet",
+    detector: str = "auto",
+    target_far: float = 1e-3,
+    max_identities: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Thresholds, list[tuple[str, str]]]:
+    """Detect, embed and calibrate on a folder-per-identity data set; returns the skipped images too."""
+    import random
+
+    from rich.progress import Progress
+
+    from occluface.data.folder import scan_folder
+    from occluface.faces.detect import create_detector, pick_main_face
+    from occluface.faces.embed import FaceEmbedder
+    from occluface.recognize import read_image
+
+    samples = scan_folder(data_dir)
+    identities = sorted({s.label for s in samples})
+    if max_identities and len(identities) > max_identities:
+        identities = sorted(random.Random(seed).sample(identities, max_identities))
+        keep = set(identities)
+        samples = [s for s in samples if s.label in keep]
+    det = create_detector(detector)
+    embedder = FaceEmbedder(model)
+    chips, labels, skipped = [], [], []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("detecting faces", total=len(samples))
+        for s in samples:
+            bar.advance(task)
+            try:
+                image = read_image(s.path)
+            except OccluFaceError as exc:
+                skipped.append((str(s.path), str(exc)))
+                continue
+            face = pick_main_face(det.detect(image), image.shape)
+            if face is None:
+                skipped.append((str(s.path), "no face found"))
+                continue
+            chips.append(embedder.chip(image, face.box, face.landmarks))
+            labels.append(s.label)
+    emb = embedder.embed_chips(chips)
+    th = calibrate_thresholds(emb, labels, model_id=model, target_far=target_far, data=str(data_dir))
+    return th, skipped

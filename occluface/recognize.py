@@ -1,0 +1,291 @@
+"""The recognition service: photo in, faces found, each matched against the enrolled gallery.
+
+Every interface (CLI, REST API, web page, demo) goes through :class:`Recognizer`, so they all detect,
+align, embed and threshold the same way. The pieces it wires together:
+
+detector (``occluface.faces.detect``) -> per-model chip + embedding (``occluface.faces.embed``) ->
+gallery search (``occluface.gallery``) -> calibrated thresholds (``occluface.eval.calibration``) ->
+optionally the roll-call assignment (``occluface.rollcall``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from occluface.errors import ImageError, OccluFaceError
+
+ImageSource = str | Path | bytes | np.ndarray
+
+#: Version string stored with dlib-baseline embeddings (the model file never changes).
+DLIB_MODEL_VERSION = "dlib_face_recognition_resnet_model_v1"
+
+
+class NoFaceError(OccluFaceError):
+    """An image that must contain a face (enrolment, verification) has none the detector can find."""
+
+
+@dataclass
+class Match:
+    """One detected face and who it is: ``name`` is None when no enrolled subject is similar enough."""
+
+    box: list[float]
+    detection_score: float
+    name: str | None
+    similarity: float
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    landmarks: list[list[float]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.name or "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "detection_score": round(self.detection_score, 4),
+            "name": self.name,
+            "label": self.label,
+            "similarity": round(self.similarity, 4),
+            "candidates": [{"name": n, "similarity": round(s, 4)} for n, s in self.candidates],
+        }
+
+
+@dataclass
+class Verification:
+    same: bool
+    similarity: float
+    threshold: float
+    boxes: list[list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "same": self.same,
+            "similarity": round(self.similarity, 4),
+            "threshold": round(self.threshold, 4),
+            "boxes": [[round(v, 1) for v in b] for b in self.boxes],
+        }
+
+
+def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
+    """Any accepted image source as HxWx3 uint8 RGB, with the file named in every error."""
+    if isinstance(source, np.ndarray):
+        from occluface.faces.detect import as_rgb
+
+        return as_rgb(source)
+    from occluface.data.images import load_rgb
+
+    return load_rgb(source, name=name)
+
+
+def _source_name(source: ImageSource, index: int) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"image #{index + 1}"
+
+
+class Recognizer:
+    """Detect, embed and match faces against one gallery with one embedding model.
+
+    ``model`` is a registry name (default: the dlib baseline) or a training checkpoint path;
+    thresholds come from the model's calibration file unless given.
+    """
+
+    def __init__(
+        self,
+        gallery: Any,
+        *,
+        model: str = "dlib_resnet",
+        detector: str = "auto",
+        thresholds: Any = None,
+    ):
+        from occluface.eval.calibration import load_thresholds
+        from occluface.faces.detect import create_detector
+        from occluface.faces.embed import FaceEmbedder
+
+        self.gallery = gallery
+        self.detector = create_detector(detector)
+        if Path(str(model)).suffix == ".pt" and Path(str(model)).is_file():
+            from occluface.train.checkpoint import load_model
+
+            loaded = load_model(model)
+            self.embedder = FaceEmbedder(model=loaded.backbone)
+            self.model_id = f"{loaded.config.model}@{Path(model).resolve().parent.name}"
+            self.model_version = str(loaded.config.to_dict().get("seed", 0)) + ":" + Path(model).name
+        else:
+            self.embedder = FaceEmbedder(model)
+            self.model_id = model
+            self.model_version = DLIB_MODEL_VERSION if model == "dlib_resnet" else "untrained"
+        self.thresholds = thresholds or load_thresholds(self.model_id)
+
+    # ------------------------------------------------------------------ faces
+    def detect(self, image: np.ndarray) -> list:
+        return self.detector.detect(image)
+
+    def embed_faces(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
+        """N x D unit embeddings of the given detected faces (one batch through the model)."""
+        if not faces:
+            return np.zeros((0, self.embedder.embedding_size), dtype=np.float32)
+        chips = [self.embedder.chip(image, f.box, f.landmarks) for f in faces]
+        return self.embedder.embed_chips(chips)
+
+    def main_face(self, image: np.ndarray, name: str):
+        from occluface.faces.detect import pick_main_face
+
+        face = pick_main_face(self.detect(image), image.shape)
+        if face is None:
+            raise NoFaceError(f"{name}: no face found")
+        return face
+
+    # --------------------------------------------------------------- enrolment
+    def enroll(self, name: str, sources: Sequence[ImageSource], *, thumbnails: bool = True) -> dict[str, Any]:
+        """Enrol ``name`` from one face per image: every image is checked before anything is stored.
+
+        A bad or faceless image raises an error naming it, and the gallery is left exactly as it was.
+        """
+        if not sources:
+            raise OccluFaceError(f"enrolment of {name!r} needs at least one image")
+        embeddings, labels, thumbs = [], [], []
+        for i, source in enumerate(sources):
+            label = _source_name(source, i)
+            image = read_image(source, label)
+            face = self.main_face(image, label)
+            embeddings.append(self.embed_faces(image, [face])[0])
+            labels.append(Path(label).name)
+            if thumbnails:
+                thumbs.append(_thumbnail(image, face.box))
+        result = self.gallery.enroll(
+            name,
+            np.stack(embeddings),
+            model_id=self.model_id,
+            model_version=self.model_version,
+            sources=labels,
+            thumbnails=thumbs if thumbnails else None,
+        )
+        from occluface.gallery.search import clear_search_cache
+
+        clear_search_cache(self.gallery)
+        return {"name": name, "images": len(embeddings), "created": result.subject_created}
+
+    # ---------------------------------------------------------- identification
+    def identify(self, source: ImageSource, *, k: int = 3, image: np.ndarray | None = None) -> list[Match]:
+        """Every face in the photo with its best ``k`` subjects; below the threshold it is "unknown"."""
+        from occluface.gallery.search import search_gallery_batch
+
+        image = read_image(source) if image is None else image
+        faces = self.detect(image)
+        if not faces:
+            return []
+        emb = self.embed_faces(image, faces)
+        if self.model_id in self.gallery.models():
+            results = search_gallery_batch(self.gallery, self.model_id, emb, k)
+        else:
+            results = [[] for _ in faces]
+        threshold = self.thresholds.identify
+        matches = []
+        for face, cands in zip(faces, results):
+            best_name, best = (cands[0] if cands else (None, 0.0))
+            matches.append(
+                Match(
+                    box=[float(v) for v in face.box],
+                    detection_score=face.score,
+                    name=best_name if cands and best >= threshold else None,
+                    similarity=float(best),
+                    candidates=[(n, float(s)) for n, s in cands],
+                    landmarks=face.landmarks.tolist(),
+                )
+            )
+        return matches
+
+    def verify(self, a: ImageSource, b: ImageSource) -> Verification:
+        """Same person or not, from the main face of each photo, with the threshold used."""
+        embs, boxes = [], []
+        for i, source in enumerate((a, b)):
+            label = _source_name(source, i)
+            image = read_image(source, label)
+            face = self.main_face(image, label)
+            embs.append(self.embed_faces(image, [face])[0])
+            boxes.append([float(v) for v in face.box])
+        sim = float(np.dot(embs[0], embs[1]))
+        thr = self.thresholds.verify
+        return Verification(same=sim >= thr, similarity=sim, threshold=thr, boxes=boxes)
+
+    # ---------------------------------------------------------------- roll-call
+    def rollcall(
+        self,
+        source: ImageSource,
+        roster: Sequence[str] | None = None,
+        *,
+        method: str = "global",
+        confidence: str = "softmax",
+        threshold: float = 0.6,
+    ) -> dict[str, Any]:
+        """Who of the roster is in the group photo: calibrated confidences, then one face per identity."""
+        from occluface.rollcall.assign import rollcall
+        from occluface.rollcall.confidence import make_confidence
+
+        matrix, names = self.gallery.embeddings(self.model_id)
+        if not names:
+            raise OccluFaceError("the gallery has no enrolled subjects for this model; enrol the roster first")
+        roster_names = sorted(set(names)) if roster is None else list(dict.fromkeys(roster))
+        missing = [r for r in roster_names if r not in set(names)]
+        if missing:
+            raise OccluFaceError(f"roster names not enrolled in the gallery: {', '.join(missing[:10])}")
+        keep = [i for i, n in enumerate(names) if n in set(roster_names)]
+        model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
+        image = read_image(source)
+        faces = self.detect(image)
+        emb = self.embed_faces(image, faces)
+        if len(faces) == 0:
+            return {"faces": [], "present": [], "absent": roster_names, "unresolved": [], "method": method,
+                    "threshold": threshold, "note": "no faces found"}
+        result = rollcall(emb, model, roster_names, threshold=threshold, method=method,
+                          boxes=[f.box.tolist() for f in faces])
+        out = result.to_dict()
+        out["note"] = getattr(model, "note", "")
+        return out
+
+
+def _thumbnail(image: np.ndarray, box: np.ndarray, size: int = 96) -> bytes:
+    """A small JPEG of the face, kept so an operator can see whom an entry belongs to."""
+    from PIL import Image
+
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    h, w = image.shape[:2]
+    crop = image[max(0, y1) : min(h, y2), max(0, x1) : min(w, x2)]
+    if crop.size == 0:
+        raise ImageError("face", "empty face box")
+    pil = Image.fromarray(crop)
+    pil.thumbnail((size, size))
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def annotate(image: np.ndarray, matches: Sequence[Match]) -> np.ndarray:
+    """The photo with a box and "name similarity" drawn on each face (green known, red unknown)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    pil = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(pil)
+    scale = max(pil.size) / 800
+    width = max(2, int(round(3 * scale)))
+    try:
+        font = ImageFont.load_default(size=max(12, int(18 * scale)))
+    except TypeError:  # older Pillow without sized default font
+        font = ImageFont.load_default()
+    for m in matches:
+        colour = (40, 200, 60) if m.name else (230, 40, 40)
+        x1, y1, x2, y2 = m.box
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+        text = f"{m.label} {m.similarity:.2f}"
+        tb = draw.textbbox((x1, y1), text, font=font)
+        th = tb[3] - tb[1] + 4
+        ty = y1 - th if y1 - th >= 0 else y2
+        draw.rectangle([x1, ty, x1 + (tb[2] - tb[0]) + 6, ty + th], fill=colour)
+        draw.text((x1 + 3, ty + 1), text, fill=(255, 255, 255), font=font)
+    return np.asarray(pil)

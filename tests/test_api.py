@@ -1,0 +1,92 @@
+"""REST API: operations, JSON errors, upload limits and API-key protection."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from occluface.api.app import ApiSettings, create_app
+from occluface.api.keys import KeyStore, hash_key
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+KEY = "ocf_test-key-123"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    settings = ApiSettings(gallery=tmp_path_factory.mktemp("api") / "g.sqlite3", keys=KeyStore.load(None, [KEY]),
+                           max_upload_bytes=2 * 1024 * 1024)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _file(name: str, field: str = "file"):
+    return (field, (name, (SAMPLES / name).read_bytes(), "image/jpeg"))
+
+
+def test_enroll_requires_key(client):
+    for headers, code in (({}, 401), ({"X-API-Key": "wrong"}, 403)):
+        r = client.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=headers)
+        assert r.status_code == code and "key" in r.json()["error"]
+        r = client.delete("/api/subjects/Obama", headers=headers)
+        assert r.status_code == code
+        r = client.get("/api/subjects/Obama/thumbnails/0", headers=headers)
+        assert r.status_code == code
+    assert client.get("/api/subjects").json()["subjects"] == []
+
+
+def test_enroll_identify_verify_rollcall_delete(client):
+    h = {"X-API-Key": KEY}
+    r = client.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=h)
+    assert r.status_code == 201, r.text
+    r = client.post("/api/subjects", data={"name": "Biden"}, files=[_file("fr_biden.jpg", "files")], headers=h)
+    assert r.status_code == 201
+    r = client.post("/api/identify", files=[_file("fr_two_people_obama_biden.jpg")])
+    assert r.status_code == 200
+    assert sorted(f["label"] for f in r.json()["faces"]) == ["Biden", "Obama"]
+    r = client.post("/api/verify", files=[_file("fr_obama.jpg", "a"), _file("fr_biden.jpg", "b")])
+    assert r.status_code == 200 and r.json()["same"] is False
+    r = client.post("/api/rollcall", files=[_file("fr_two_people_obama_biden.jpg")], data={"roster": "Obama,Biden"})
+    assert r.status_code == 200 and r.json()["present"] == ["Biden", "Obama"]
+    r = client.get("/api/subjects/Obama/thumbnails/0", headers=h)
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+    assert client.delete("/api/subjects/Obama", headers=h).json() == {"removed": "Obama"}
+    r = client.delete("/api/subjects/Obama", headers=h)
+    assert r.status_code == 404 and "Obama" in r.json()["error"]
+    names = [s["name"] for s in client.get("/api/subjects").json()["subjects"]]
+    assert names == ["Biden"]
+
+
+def test_bad_uploads_get_json_errors(client):
+    r = client.post("/api/identify", files=[("file", ("notes.jpg", b"hello, not an image", "image/jpeg"))])
+    assert r.status_code == 422 and "notes.jpg" in r.json()["error"]
+    r = client.post("/api/identify", files=[("file", ("empty.png", b"", "image/png"))])
+    assert r.status_code == 422 and "empty" in r.json()["error"]
+    big = io.BytesIO(b"\0" * (2 * 1024 * 1024 + 10))
+    r = client.post("/api/identify", files=[("file", ("big.jpg", big.getvalue(), "image/jpeg"))])
+    assert r.status_code == 413
+    r = client.post("/api/identify")
+    assert r.status_code == 422 and "file" in r.json()["error"]
+    r = client.post("/api/rollcall", files=[_file("fr_two_people_obama_biden.jpg")], data={"roster": "Nobody"})
+    assert r.status_code == 400 and "Nobody" in r.json()["error"]
+
+
+def test_openapi_and_page(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/api/identify", "/api/verify", "/api/rollcall", "/api/subjects"} <= set(spec["paths"])
+    page = client.get("/")
+    assert page.status_code == 200 and "occluface" in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_keys_are_stored_hashed(tmp_path):
+    store = KeyStore.load(tmp_path / "keys.json")
+    key = store.add("gate-1")
+    text = (tmp_path / "keys.json").read_text()
+    assert key not in text and hash_key(key) in text
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+    assert KeyStore.load(tmp_path / "keys.json").check(key)
+    assert not KeyStore.load(tmp_path / "keys.json").check(key + "x")

@@ -1,0 +1,91 @@
+"""End-to-end: the web page in headless Chromium enrols a person, identifies a photo, runs a roll-call."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+KEY = "ocf_web-test-key"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from occluface.api.app import ApiSettings, create_app
+    from occluface.api.keys import KeyStore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = ApiSettings(gallery=tmp_path_factory.mktemp("web") / "g.sqlite3", keys=KeyStore.load(None, [KEY]))
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_page_enrols_identifies_and_runs_rollcall(server, tmp_path):
+    assert CHROMIUM, "Debian's chromium is needed for the web test (make test installs it: apt-get install chromium)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # Playwright gives every launch a fresh, empty profile of its own.
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(server + "/")
+        assert "occluface" in page.title()
+
+        page.click("nav button[data-tab=enroll]")
+        page.fill("#enroll-name", "Obama")
+        page.set_input_files("#enroll-files", str(SAMPLES / "fr_obama.jpg"))
+        page.fill("#enroll-key", "wrong-key")
+        page.click("#enroll-submit")
+        page.wait_for_selector("#enroll-status.error", timeout=60_000)
+        assert "wrong API key" in page.inner_text("#enroll-status")
+        page.fill("#enroll-key", KEY)
+        page.click("#enroll-submit")
+        page.wait_for_function("document.querySelector('#enroll-status').textContent.startsWith('Enrolled')",
+                               timeout=120_000)
+        page.wait_for_selector("#subjects tbody tr", timeout=60_000)
+        assert page.inner_text("#subjects tbody").startswith("Obama")
+        page.fill("#enroll-name", "Biden")
+        page.set_input_files("#enroll-files", str(SAMPLES / "fr_biden.jpg"))
+        page.click("#enroll-submit")
+        page.wait_for_function("document.querySelectorAll('#subjects tbody tr').length == 2", timeout=120_000)
+
+        page.click("nav button[data-tab=identify]")
+        page.set_input_files("#identify-file", str(SAMPLES / "fr_two_people_obama_biden.jpg"))
+        page.wait_for_function("document.querySelectorAll('#identify-results tbody tr').length == 2",
+                               timeout=120_000)
+        names = sorted(page.locator("#identify-results tbody tr td:nth-child(2)").all_inner_texts())
+        assert names == ["Biden", "Obama"]
+        canvas_w = page.evaluate("document.querySelector('#identify-canvas').width")
+        assert canvas_w > 100  # the photo was drawn with its boxes
+
+        page.click("nav button[data-tab=rollcall]")
+        page.set_input_files("#rollcall-file", str(SAMPLES / "fr_two_people_obama_biden.jpg"))
+        page.wait_for_function(
+            "document.querySelector('#rollcall-present') || "
+            "document.querySelector('#rollcall-status').classList.contains('error')", timeout=120_000)
+        assert page.locator("#rollcall-status.error").count() == 0, page.inner_text("#rollcall-status")
+        present = page.inner_text("#rollcall-present")
+        assert "Obama" in present and "Biden" in present
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        browser.close()
