@@ -74,6 +74,24 @@ def test_bad_uploads_get_json_errors(client):
     assert r.status_code == 400 and "Nobody" in r.json()["error"]
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge size but holds no pixel data (a decompression-bomb shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_huge_image_refused_without_decoding(client):
+    r = client.post("/api/identify", files=[("file", ("huge.png", _png_header(20000, 20000), "image/png"))])
+    assert r.status_code == 422
+    assert "huge.png" in r.json()["error"] and "pixels" in r.json()["error"]
+
+
 def test_openapi_and_page(client):
     spec = client.get("/openapi.json").json()
     assert {"/api/identify", "/api/verify", "/api/rollcall", "/api/subjects"} <= set(spec["paths"])
