@@ -1,0 +1,686 @@
+"""Enrolment gallery storage: who is enrolled, and their face embeddings per backbone.
+
+``GalleryStore`` is the small interface the rest of occluface codes against; ``SQLiteGalleryStore`` is the
+embedded, single-file implementation. A deployment that outgrows one machine can implement ``GalleryStore`` on a
+server-based vector store and override ``native_search`` so searches run there instead of in a local index.
+
+Privacy and integrity rules built in here, because a face gallery is biometric data:
+
+* the file is created owner-only (0600) inside an owner-only folder (0700) when that folder is created here;
+* every write is one transaction: a bad embedding or a crash mid-enrolment leaves the gallery as it was;
+* removing a subject deletes every trace (rows cascade, ``secure_delete`` zeroes the freed bytes, the WAL is
+  checkpointed and truncated and the file is vacuumed), so the embedding bytes are gone from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import unicodedata
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occluface.errors import OccluFaceError
+
+#: Bump when the schema changes; older files are migrated in ``_ensure_schema``, newer ones are refused.
+SCHEMA_VERSION = 1
+#: Longest subject name accepted (names end up in reports and UIs).
+MAX_NAME_LENGTH = 256
+#: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
+MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
+GALLERY_FILENAME = "gallery.sqlite3"
+
+
+class GalleryError(OccluFaceError):
+    """The gallery file or an operation on it is unusable (not a gallery, newer schema, closed store...)."""
+
+
+class UnknownSubjectError(GalleryError):
+    """A subject name that is not enrolled was asked for strictly."""
+
+    def __init__(self, name: str, where: str = ""):
+        self.name = name
+        super().__init__(f"{where + ': ' if where else ''}no enrolled subject named {name!r}")
+
+
+class DuplicateSubjectError(GalleryError):
+    """``add_subject`` was asked to create a subject that already exists."""
+
+
+class EmbeddingError(GalleryError):
+    """Embeddings offered for enrolment or search are malformed (shape, dtype, NaN/inf, zero, dimension)."""
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """One enrolled person: ``embeddings`` maps model id -> number of stored embeddings."""
+
+    id: int
+    name: str
+    created: str
+    embeddings: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_embeddings(self) -> int:
+        return sum(self.embeddings.values())
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """What one ``enroll`` call wrote."""
+
+    subject_id: int
+    subject_created: bool
+    embedding_ids: list[int]
+
+
+def default_gallery_path() -> Path:
+    """``<user data dir>/occluface/gallery.sqlite3`` (platformdirs), so the gallery survives reinstalls."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("occluface")) / GALLERY_FILENAME
+
+
+def validate_name(name: object) -> str:
+    """Normalise a subject name (NFC, stripped) and refuse empty, overlong or control-character names."""
+    if not isinstance(name, str):
+        raise GalleryError(f"subject name must be a string, got {type(name).__name__}")
+    clean = unicodedata.normalize("NFC", name).strip()
+    if not clean:
+        raise GalleryError("subject name is empty")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise GalleryError(f"subject name is {len(clean)} characters long; at most {MAX_NAME_LENGTH} are allowed")
+    if any(unicodedata.category(ch).startswith("C") for ch in clean):
+        raise GalleryError(f"subject name {clean!r} contains control characters")
+    return clean
+
+
+def validate_embeddings(
+    embeddings: object, *, expected_dim: int | None = None, sources: Sequence[str] | None = None, what: str = "embedding"
+) -> np.ndarray:
+    """Check a batch of embeddings and return it as L2-normalised float32 ``N x D``.
+
+    Everything is checked before anything is written, so a single bad row (NaN from a failed forward pass,
+    a vector from a different backbone) rejects the whole batch with a message naming the row and its source.
+    A 1-D array is taken as one embedding.
+    """
+    if not isinstance(embeddings, np.ndarray):
+        raise EmbeddingError(f"{what}s must be a numpy array, got {type(embeddings).__name__}")
+    arr = embeddings
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise EmbeddingError(f"{what}s must be a N x D matrix, got shape {embeddings.shape}")
+    n, d = arr.shape
+    if n == 0 or d == 0:
+        raise EmbeddingError(f"{what}s are empty (shape {embeddings.shape})")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise EmbeddingError(f"{what}s must be floating point, got dtype {arr.dtype}")
+    if expected_dim is not None and d != expected_dim:
+        raise EmbeddingError(
+            f"{what}s have dimension {d} but this model's gallery embeddings have dimension {expected_dim} "
+            "(was a different backbone used?)"
+        )
+
+    def label(i: int) -> str:
+        src = f" ({sources[i]})" if sources is not None and i < len(sources) else ""
+        return f"{what} row {i}{src}"
+
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise EmbeddingError(f"{label(i)} contains NaN or infinite values")
+    as64 = arr.astype(np.float64)
+    norms = np.linalg.norm(as64, axis=1)
+    if (norms <= 1e-12).any():
+        i = int(np.flatnonzero(norms <= 1e-12)[0])
+        raise EmbeddingError(f"{label(i)} is a zero vector and has no direction to compare")
+    return (as64 / norms[:, None]).astype(np.float32)
+
+
+def _utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class GalleryStore(ABC):
+    """Storage interface for enrolled subjects and their embeddings (one row per enrolment image and model).
+
+    Implementations must make ``enroll`` all-or-nothing and ``remove_subject`` remove every trace of the
+    subject. ``revision`` must change whenever the stored embeddings may have changed (search caches key on it);
+    return ``None`` to disable caching.
+    """
+
+    @abstractmethod
+    def add_subject(self, name: str, meta: dict[str, Any] | None = None, *, exist_ok: bool = False) -> int:
+        """Create a subject with no embeddings yet and return its id."""
+
+    @abstractmethod
+    def get_subject(self, name: str, *, strict: bool = False) -> SubjectInfo | None:
+        """The subject's info, or ``None`` (``UnknownSubjectError`` when ``strict``)."""
+
+    @abstractmethod
+    def list_subjects(self) -> list[SubjectInfo]:
+        """All subjects, sorted by name."""
+
+    @abstractmethod
+    def remove_subject(self, name: str, *, strict: bool = False) -> bool:
+        """Delete the subject and all its data; ``False`` if unknown (``UnknownSubjectError`` when ``strict``)."""
+
+    @abstractmethod
+    def enroll(
+        self,
+        name: str,
+        embeddings: np.ndarray,
+        *,
+        model_id: str,
+        model_version: str,
+        sources: Sequence[str] | None = None,
+        thumbnails: Sequence[bytes] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> EnrollResult:
+        """Store ``N x D`` embeddings for ``name`` (created if new) in one all-or-nothing transaction."""
+
+    @abstractmethod
+    def embeddings(self, model_id: str, *, model_version: str | None = None) -> tuple[np.ndarray, list[str]]:
+        """All embeddings of one model as an L2-normalised float32 ``N x D`` matrix and the subject per row."""
+
+    @abstractmethod
+    def remove_embeddings(self, model_id: str, *, model_version: str | None = None) -> int:
+        """Delete every embedding of a model (version), e.g. before re-enrolling with a retrained backbone."""
+
+    @abstractmethod
+    def thumbnails(self, name: str, *, model_id: str | None = None) -> list[bytes]:
+        """Stored thumbnails of a subject, in enrolment order."""
+
+    @abstractmethod
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Model ids present in the gallery -> ``{"dim", "count", "versions"}``."""
+
+    @abstractmethod
+    def transaction(self) -> Any:
+        """Context manager: everything inside commits together or not at all."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; further use raises ``GalleryError``."""
+
+    @property
+    @abstractmethod
+    def revision(self) -> Hashable | None:
+        """Changes whenever stored embeddings may have changed (``None``: never cache)."""
+
+    def native_search(
+        self, model_id: str, queries: np.ndarray, k: int, *, model_version: str | None = None
+    ) -> list[list[tuple[str, float]]] | None:
+        """Server-backed stores return per-query ``(name, score)`` lists here; ``None`` means search locally."""
+        return None
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subjects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    meta TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY,
+    subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    dim INTEGER NOT NULL CHECK (dim > 0),
+    vector BLOB NOT NULL CHECK (length(vector) = 4 * dim),
+    source TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embeddings_by_model ON embeddings(model_id, subject_id);
+CREATE INDEX IF NOT EXISTS embeddings_by_subject ON embeddings(subject_id);
+CREATE TABLE IF NOT EXISTS thumbnails (
+    embedding_id INTEGER PRIMARY KEY REFERENCES embeddings(id) ON DELETE CASCADE,
+    image BLOB NOT NULL
+);
+"""
+
+
+def _make_private_dir(folder: Path, *, tighten_existing: bool) -> None:
+    """Create missing folders 0700; tighten an existing one only when it is ours (the default data dir)."""
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for p in missing + ([folder] if tighten_existing else []):
+        try:
+            os.chmod(p, 0o700)
+        except OSError:  # pragma: no cover - e.g. not the owner; the file itself is still 0600
+            pass
+
+
+class SQLiteGalleryStore(GalleryStore):
+    """Single-file gallery: SQLite in WAL mode, foreign keys with cascading deletes, float32 BLOB embeddings.
+
+    Safe to share between threads of one process (one connection behind a re-entrant lock); several processes
+    may open the same file (SQLite locking; ``revision`` sees their commits through ``PRAGMA data_version``).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0):
+        default = path is None
+        self.path = Path(default_gallery_path() if default else path).expanduser()
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path}: is a folder; give the gallery file path (e.g. {self.path / GALLERY_FILENAME})")
+        try:
+            _make_private_dir(self.path.parent, tighten_existing=default)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                os.close(fd)
+            os.chmod(self.path, 0o600)
+        except FileExistsError:  # created by another process between the check and the open
+            pass
+        except OSError as exc:
+            raise GalleryError(f"{self.path}: cannot create the gallery file ({exc.strerror or exc})") from exc
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._writes = 0
+        self._scrub_pending = False
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.execute("PRAGMA secure_delete = ON")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
+                raise GalleryError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local disk")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise GalleryError(f"{self.path}: not a usable occluface gallery ({exc})") from exc
+        except GalleryError:
+            self._close_quietly()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+    def _close_quietly(self) -> None:
+        conn, self._conn = getattr(self, "_conn", None), None
+        if conn is not None:
+            conn.close()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GalleryError(f"{self.path}: gallery is closed")
+        return self._conn
+
+    def _ensure_schema(self) -> None:
+        db = self._db()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "schema_version" not in tables:
+            raise GalleryError(f"{self.path}: is an SQLite file but not an occluface gallery (tables: {', '.join(sorted(tables))})")
+        if "schema_version" in tables:
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else None
+            if version is None or version > SCHEMA_VERSION:
+                raise GalleryError(
+                    f"{self.path}: gallery schema version {version} is not supported by this occluface "
+                    f"(supports up to {SCHEMA_VERSION}); upgrade occluface"
+                )
+            return
+        with self.transaction():  # BEGIN IMMEDIATE: a second process creating the same file waits, then skips
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            if db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteGalleryStore]:
+        """All writes inside commit together; any exception (or crash) rolls every one of them back.
+
+        Nested uses become savepoints, so library calls like ``enroll`` compose inside a caller's transaction.
+        """
+        with self._lock:
+            db = self._db()
+            depth = self._depth
+            savepoint = f"occluface_sp{depth}"
+            try:
+                db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+            except sqlite3.OperationalError as exc:
+                raise GalleryError(f"{self.path}: cannot start a write ({exc}; another process may be writing)") from exc
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self._depth -= 1
+                if depth == 0:
+                    db.execute("ROLLBACK")
+                    self._scrub_pending = False
+                else:
+                    db.execute(f"ROLLBACK TO {savepoint}")
+                    db.execute(f"RELEASE {savepoint}")
+                raise
+            self._depth -= 1
+            if depth > 0:
+                db.execute(f"RELEASE {savepoint}")
+                return
+            try:
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._scrub_pending = False
+                if isinstance(exc, sqlite3.Error):
+                    raise GalleryError(f"{self.path}: could not save the changes ({exc}); nothing was written") from exc
+                raise
+            self._writes += 1
+            if self._scrub_pending:
+                self._scrub_pending = False
+                self.scrub()
+
+    def scrub(self) -> None:
+        """Make deleted data unrecoverable from the files: vacuum, then checkpoint and truncate the WAL.
+
+        ``secure_delete`` already zeroes freed pages; VACUUM rebuilds the file without free pages and the
+        TRUNCATE checkpoint drops old WAL frames that may still hold pre-deletion page images.
+        """
+        with self._lock:
+            db = self._db()
+            if self._depth:
+                self._scrub_pending = True
+                return
+            busy = 1
+            try:
+                db.execute("VACUUM")
+                # waits (up to the connection timeout) for readers of older snapshots to finish
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                raise GalleryError(
+                    f"{self.path}: the data was deleted, but purging old copies from the file failed ({exc}); "
+                    "call scrub() again when no other process is using the gallery"
+                ) from exc
+            if busy:
+                raise GalleryError(
+                    f"{self.path}: the data was deleted, but another process is reading the gallery, so old copies "
+                    "could not be purged from the write-ahead log yet; call scrub() again when it has closed"
+                )
+
+    @property
+    def revision(self) -> tuple[int, int]:
+        with self._lock:
+            return (self._writes, int(self._db().execute("PRAGMA data_version").fetchone()[0]))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # pragma: no cover - another process holds a reader; SQLite finishes later
+                pass
+            self._close_quietly()
+        from occluface.gallery.search import clear_search_cache
+
+        clear_search_cache(self)
+
+    # ------------------------------------------------------------------ subjects
+    def _subject_id(self, name: str) -> int | None:
+        row = self._db().execute("SELECT id FROM subjects WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_subject(self, name: str, meta: dict[str, Any] | None = None, *, exist_ok: bool = False) -> int:
+        name = validate_name(name)
+        meta_json = self._meta_json(meta)
+        with self.transaction():
+            existing = self._subject_id(name)
+            if existing is not None:
+                if exist_ok:
+                    if meta is not None:
+                        self._db().execute("UPDATE subjects SET meta = ? WHERE id = ?", (meta_json, existing))
+                    return existing
+                raise DuplicateSubjectError(f"{self.path}: subject {name!r} is already enrolled")
+            cur = self._db().execute(
+                "INSERT INTO subjects (name, meta, created) VALUES (?, ?, ?)", (name, meta_json, _utcnow())
+            )
+            return int(cur.lastrowid)
+
+    def _meta_json(self, meta: dict[str, Any] | None) -> str:
+        if meta is None:
+            return "{}"
+        if not isinstance(meta, dict):
+            raise GalleryError(f"subject meta must be a dict, got {type(meta).__name__}")
+        try:
+            return json.dumps(meta, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise GalleryError(f"subject meta is not JSON-serialisable: {exc}") from exc
+
+    def _info_rows(self, where: str = "", args: tuple = ()) -> list[SubjectInfo]:
+        rows = self._db().execute(
+            "SELECT s.id, s.name, s.created, s.meta, e.model_id, COUNT(e.id) FROM subjects s "
+            f"LEFT JOIN embeddings e ON e.subject_id = s.id {where} GROUP BY s.id, e.model_id ORDER BY s.name, e.model_id",
+            args,
+        ).fetchall()
+        infos: dict[int, SubjectInfo] = {}
+        for sid, name, created, meta, model_id, count in rows:
+            info = infos.get(sid)
+            if info is None:
+                info = infos[sid] = SubjectInfo(id=sid, name=name, created=created, meta=json.loads(meta or "{}"))
+            if model_id is not None:
+                info.embeddings[model_id] = int(count)
+        return list(infos.values())
+
+    def get_subject(self, name: str, *, strict: bool = False) -> SubjectInfo | None:
+        name = validate_name(name)
+        with self._lock:
+            found = self._info_rows("WHERE s.name = ?", (name,))
+        if not found:
+            if strict:
+                raise UnknownSubjectError(name, str(self.path))
+            return None
+        return found[0]
+
+    def list_subjects(self) -> list[SubjectInfo]:
+        with self._lock:
+            return self._info_rows()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db().execute("SELECT COUNT(*) FROM subjects").fetchone()[0])
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        with self._lock:
+            return self._subject_id(unicodedata.normalize("NFC", name).strip()) is not None
+
+    def remove_subject(self, name: str, *, strict: bool = False) -> bool:
+        """Delete the subject, its embeddings and thumbnails, then scrub the files (slow on huge galleries)."""
+        name = validate_name(name)
+        with self.transaction():
+            cur = self._db().execute("DELETE FROM subjects WHERE name = ?", (name,))
+            if cur.rowcount == 0:
+                if strict:
+                    raise UnknownSubjectError(name, str(self.path))
+                return False
+            self._scrub_pending = True
+        return True
+
+    # ------------------------------------------------------------------ embeddings
+    def _model_dim(self, model_id: str) -> int | None:
+        row = self._db().execute("SELECT dim FROM embeddings WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def enroll(
+        self,
+        name: str,
+        embeddings: np.ndarray,
+        *,
+        model_id: str,
+        model_version: str,
+        sources: Sequence[str] | None = None,
+        thumbnails: Sequence[bytes] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> EnrollResult:
+        """Validate everything first, then write subject + embeddings (+ thumbnails) in one transaction.
+
+        Embeddings are stored L2-normalised. The dimension must match what the gallery already holds for
+        ``model_id``, and so must ``model_version``: embeddings of two versions of a backbone live in different
+        spaces and cannot be compared (re-enrol after ``remove_embeddings(model_id)``). ``sources`` (e.g. image
+        file names) and ``thumbnails`` (encoded image bytes) are optional but, when given, need one entry per row.
+        """
+        name = validate_name(name)
+        for label, value in (("model_id", model_id), ("model_version", model_version)):
+            if not isinstance(value, str) or not value.strip():
+                raise GalleryError(f"enrolment of {name!r} needs a non-empty {label}")
+        n_rows = embeddings.shape[0] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2 else 1
+        if sources is not None:
+            sources = [str(s) for s in sources]
+            if len(sources) != n_rows:
+                raise GalleryError(f"enrolment of {name!r}: {len(sources)} sources for {n_rows} embeddings")
+        if thumbnails is not None:
+            thumbnails = list(thumbnails)
+            if len(thumbnails) != n_rows:
+                raise GalleryError(f"enrolment of {name!r}: {len(thumbnails)} thumbnails for {n_rows} embeddings")
+            for i, thumb in enumerate(thumbnails):
+                if not isinstance(thumb, (bytes, bytearray, memoryview)) or len(thumb) == 0:
+                    raise GalleryError(f"enrolment of {name!r}: thumbnail {i} is not non-empty bytes")
+                if len(thumb) > MAX_THUMBNAIL_BYTES:
+                    raise GalleryError(
+                        f"enrolment of {name!r}: thumbnail {i} is {len(thumb)} bytes; at most {MAX_THUMBNAIL_BYTES} allowed"
+                    )
+        meta_json = self._meta_json(meta) if meta is not None else None
+        with self.transaction():
+            db = self._db()
+            versions = [
+                r[0] for r in db.execute("SELECT DISTINCT model_version FROM embeddings WHERE model_id = ?", (model_id,))
+            ]
+            if versions and model_version not in versions:
+                raise EmbeddingError(
+                    f"{self.path}: the gallery holds {model_id!r} embeddings of version {', '.join(map(repr, versions))}, "
+                    f"not {model_version!r}; embeddings of different versions are not comparable: remove the old ones "
+                    "(remove_embeddings) and re-enrol everyone, or use a new model_id"
+                )
+            vectors = validate_embeddings(embeddings, expected_dim=self._model_dim(model_id), sources=sources)
+            sid = self._subject_id(name)
+            created = sid is None
+            now = _utcnow()
+            if created:
+                sid = int(
+                    db.execute(
+                        "INSERT INTO subjects (name, meta, created) VALUES (?, ?, ?)", (name, meta_json or "{}", now)
+                    ).lastrowid
+                )
+            elif meta_json is not None:
+                db.execute("UPDATE subjects SET meta = ? WHERE id = ?", (meta_json, sid))
+            ids = []
+            d = vectors.shape[1]
+            for i, vec in enumerate(vectors):
+                cur = db.execute(
+                    "INSERT INTO embeddings (subject_id, model_id, model_version, dim, vector, source, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sid, model_id, model_version, d, vec.astype("<f4").tobytes(), None if sources is None else sources[i], now),
+                )
+                ids.append(int(cur.lastrowid))
+                if thumbnails is not None:
+                    db.execute("INSERT INTO thumbnails (embedding_id, image) VALUES (?, ?)", (cur.lastrowid, bytes(thumbnails[i])))
+        return EnrollResult(subject_id=sid, subject_created=created, embedding_ids=ids)
+
+    def remove_embeddings(self, model_id: str, *, model_version: str | None = None) -> int:
+        """Delete every embedding (and thumbnail) of one model, e.g. before re-enrolling with a new version;
+        subjects stay. Returns the number of embeddings removed; the freed bytes are scrubbed like a removal."""
+        sql, args = "DELETE FROM embeddings WHERE model_id = ?", (model_id,)
+        if model_version is not None:
+            sql, args = sql + " AND model_version = ?", args + (model_version,)
+        with self.transaction():
+            removed = self._db().execute(sql, args).rowcount
+            if removed:
+                self._scrub_pending = True
+        return int(removed)
+
+    def embeddings(self, model_id: str, *, model_version: str | None = None) -> tuple[np.ndarray, list[str]]:
+        sql = "SELECT s.name, e.dim, e.vector FROM embeddings e JOIN subjects s ON s.id = e.subject_id WHERE e.model_id = ?"
+        args: tuple = (model_id,)
+        if model_version is not None:
+            sql += " AND e.model_version = ?"
+            args += (model_version,)
+        with self._lock:
+            rows = self._db().execute(sql + " ORDER BY e.id", args).fetchall()
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32), []
+        dims = {r[1] for r in rows}
+        if len(dims) != 1:
+            raise GalleryError(
+                f"{self.path}: model {model_id!r} has embeddings of several dimensions {sorted(dims)}; the file is inconsistent"
+            )
+        d = dims.pop()
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), d).astype(np.float32)
+        return matrix, [r[0] for r in rows]
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT model_id, model_version, MIN(dim), COUNT(*) FROM embeddings "
+                "GROUP BY model_id, model_version ORDER BY model_id, model_version"
+            ).fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for model_id, version, dim, count in rows:
+            entry = out.setdefault(model_id, {"dim": int(dim), "count": 0, "versions": []})
+            entry["count"] += int(count)
+            entry["versions"].append(version)
+        return out
+
+    def thumbnails(self, name: str, *, model_id: str | None = None) -> list[bytes]:
+        """Stored thumbnails of a subject in enrolment order (``UnknownSubjectError`` if not enrolled)."""
+        name = validate_name(name)
+        with self._lock:
+            sid = self._subject_id(name)
+            if sid is None:
+                raise UnknownSubjectError(name, str(self.path))
+            sql = "SELECT t.image FROM thumbnails t JOIN embeddings e ON e.id = t.embedding_id WHERE e.subject_id = ?"
+            args: tuple = (sid,)
+            if model_id is not None:
+                sql += " AND e.model_id = ?"
+                args += (model_id,)
+            return [bytes(r[0]) for r in self._db().execute(sql + " ORDER BY e.id", args)]
+
+    def __repr__(self) -> str:
+        return f"SQLiteGalleryStore({str(self.path)!r})"
+
+
+def open_gallery(path: str | Path | None = None) -> SQLiteGalleryStore:
+    """Open (creating if needed) the gallery at ``path``, default ``<user data dir>/occluface/gallery.sqlite3``."""
+    return SQLiteGalleryStore(path)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DuplicateSubjectError",
+    "EmbeddingError",
+    "EnrollResult",
+    "GalleryError",
+    "GalleryStore",
+    "SQLiteGalleryStore",
+    "SubjectInfo",
+    "UnknownSubjectError",
+    "default_gallery_path",
+    "open_gallery",
+    "validate_embeddings",
+    "validate_name",
+]
