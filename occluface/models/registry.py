@@ -26,6 +26,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "occluface.models.iresnet",
     "occluface.models.ressanet",
     "occluface.models.dlib_resnet",
+    "occluface.models.dlib_port",
 )
 
 

@@ -1,0 +1,386 @@
+"""The baseline benchmark: how far dlib's pretrained ResNet falls when probes are occluded.
+
+Protocol (closed-set identification, the one the reference figures were measured with): for every identity the
+gallery is ONE clean image -- the frontal-light one (`P00A+000E+00` in Yale B file names: light azimuth 0,
+elevation 0) -- and the probes are a seeded sample of that identity's other images. Every probe is embedded
+clean and once per occlusion kind; rank-1 is the share of probes whose most cosine-similar gallery identity is
+their own. Yale B images are tight face crops, so the face box is the whole image (optionally grown by
+`box_padding`); dlib's 5-point chip is re-fitted on the occluded image, as it would be in deployment.
+
+Occlusion kinds: "plain" (a flat grey polygon over nose and mouth, below) and every kind of
+`occluface.data.occlusion.apply` ("surgical", "kn95", "cloth", "dust", "lowlight", ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from occluface.errors import DatasetError, OccluFaceError
+
+__all__ = [
+    "DEFAULT_OCCLUSIONS",
+    "PLAIN_POLYGON",
+    "plain_mask_polygon",
+    "apply_plain_mask",
+    "occlude",
+    "light_angles",
+    "light_subset",
+    "split_identity",
+    "list_identities",
+    "run_baseline",
+    "write_report",
+]
+
+DEFAULT_OCCLUSIONS: tuple[str, ...] = ("plain", "surgical", "kn95", "cloth", "dust", "lowlight")
+
+#: 68-point indices (0-based, iBUG order) of the plain mask: jaw 2..14 then the nose bridge point 28
+#: (1-based 29, face_recognition's nose_bridge[1]) -- the polygon the reference figures were measured with.
+PLAIN_POLYGON: tuple[int, ...] = tuple(range(2, 15)) + (28,)
+PLAIN_GREY = (128, 128, 128)
+
+FRONTAL_LIGHT = "P00A+000E+00"
+_ANGLES = re.compile(r"A([+-]\d+)E([+-]\d+)")
+
+
+# ----------------------------------------------------------------------------- occlusions
+def plain_mask_polygon(landmarks68: np.ndarray) -> np.ndarray:
+    """The plain mask's polygon (K x 2 float) from 68 landmarks."""
+    lm = np.asarray(landmarks68, dtype=np.float32)
+    if lm.shape != (68, 2):
+        raise OccluFaceError(f"plain mask needs 68 x 2 landmarks, got shape {lm.shape}")
+    return lm[list(PLAIN_POLYGON)]
+
+
+def apply_plain_mask(image: np.ndarray, landmarks68: np.ndarray, color: Sequence[int] = PLAIN_GREY) -> np.ndarray:
+    """Copy of ``image`` with a flat grey polygon over nose and mouth (jaw 2-14 + nose bridge 28)."""
+    import cv2
+
+    out = np.array(image, dtype=np.uint8, copy=True)
+    pts = np.round(plain_mask_polygon(landmarks68)).astype(np.int32).reshape(-1, 1, 2)
+    fill = tuple(int(c) for c in color)[: out.shape[2]] if out.ndim == 3 else int(color[0])
+    cv2.fillPoly(out, [pts], fill, lineType=cv2.LINE_AA)
+    return out
+
+
+def occlude(image: np.ndarray, kind: str, *, seed: int, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Occluded copy of ``image``: "plain" here, every other kind via `occluface.data.occlusion.apply`."""
+    if kind == "plain":
+        if landmarks is None:
+            raise OccluFaceError("the plain mask needs the face's 68 landmarks")
+        return apply_plain_mask(image, landmarks)
+    return _occlusion_module([kind]).apply(image, kind, seed=seed, landmarks=landmarks)
+
+
+def _occlusion_module(kinds: Sequence[str]):
+    """`occluface.data.occlusion`, or a clear error naming the kinds that need it."""
+    try:
+        from occluface.data import occlusion
+    except ModuleNotFoundError as exc:
+        if exc.name != "occluface.data.occlusion":
+            raise
+        occlusion = None
+    if occlusion is None or not callable(getattr(occlusion, "apply", None)):
+        raise OccluFaceError(
+            f"occlusion kind(s) {', '.join(kinds)} need occluface.data.occlusion.apply, which is not available; "
+            "use --occlusion plain"
+        )
+    return occlusion
+
+
+def _check_kinds(kinds: Sequence[str]) -> list[str]:
+    """Normalise and validate occlusion names before the long run starts (fail in a second, not an hour)."""
+    out: list[str] = []
+    for kind in kinds:
+        kind = str(kind).strip().lower()
+        if not kind or kind == "clean":
+            continue  # clean probes are always measured
+        if kind not in out:
+            out.append(kind)
+    others = [k for k in out if k != "plain"]
+    if others:
+        occlusion = _occlusion_module(others)
+        known = getattr(occlusion, "KINDS", None)
+        if known is not None:
+            unknown = [k for k in others if k not in set(known)]
+            if unknown:
+                raise OccluFaceError(
+                    f"unknown occlusion kind(s) {', '.join(unknown)}; known: plain, {', '.join(known)}"
+                )
+    return out
+
+
+# ----------------------------------------------------------------------------- data
+def light_angles(filename: str) -> tuple[int, int] | None:
+    """(azimuth, elevation) of the light from a Yale B file name like `yaleB01_P00A+035E+15.png`."""
+    m = _ANGLES.search(Path(filename).name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def light_subset(filename: str) -> str:
+    """Yale B lighting subset 1-5 by the angle between light and camera axis (Lee, Ho & Kriegman 2005).
+
+    Subsets: 1 <= 12 deg, 2 <= 25, 3 <= 50, 4 <= 77, 5 beyond; "?" when the name carries no angles.
+    """
+    angles = light_angles(filename)
+    if angles is None:
+        return "?"
+    a, e = np.radians(angles)
+    theta = float(np.degrees(np.arccos(np.clip(np.cos(a) * np.cos(e), -1.0, 1.0))))
+    for subset, limit in enumerate((12, 25, 50, 77), start=1):
+        if theta <= limit + 1e-6:
+            return str(subset)
+    return "5"
+
+
+def list_identities(data: str | Path) -> dict[str, list[Path]]:
+    """Identity folder name -> sorted image files, for every sub-folder holding at least one image."""
+    from occluface.data.images import is_image_file
+
+    root = Path(data)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder (expected one sub-folder of face images per identity)")
+    ids = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in sub.iterdir() if f.is_file() and is_image_file(f))
+        if files:
+            ids[sub.name] = files
+    if not ids:
+        raise DatasetError(f"{root}: no identity sub-folders with images")
+    return ids
+
+
+def split_identity(name: str, files: Sequence[Path], n_probes: int, seed: int) -> tuple[Path, list[Path]]:
+    """(gallery, probes): the frontal-light image, and a seeded sample of up to ``n_probes`` of the rest.
+
+    Without a `P00A+000E+00` file the image with the smallest |azimuth| + |elevation| is the gallery. The
+    sample depends only on (seed, identity name), so running fewer identities keeps the same probes.
+    """
+    files = sorted(Path(f) for f in files)
+    if len(files) < 2:
+        raise DatasetError(f"{name}: needs at least 2 images (1 gallery + probes), has {len(files)}")
+    gallery = next((f for f in files if FRONTAL_LIGHT in f.name), None)
+    if gallery is None:
+        angled = [(abs(a[0]) + abs(a[1]), f) for f in files if (a := light_angles(f.name)) is not None]
+        if not angled:
+            raise DatasetError(
+                f"{name}: no frontal-light image ({FRONTAL_LIGHT}) and no light angles in the file names"
+            )
+        gallery = min(angled)[1]
+    rest = [f for f in files if f != gallery]
+    rng = np.random.default_rng([int(seed), *name.encode("utf-8")])
+    take = min(int(n_probes), len(rest))
+    idx = np.sort(rng.choice(len(rest), size=take, replace=False))
+    return gallery, [rest[i] for i in idx]
+
+
+# ----------------------------------------------------------------------------- benchmark
+def run_baseline(
+    data: str | Path,
+    *,
+    identities: int | None = None,
+    probes_per_identity: int = 20,
+    occlusions: Sequence[str] = DEFAULT_OCCLUSIONS,
+    seed: int = 0,
+    box_padding: float = 0.0,
+    model: str = "dlib_resnet",
+    embedder: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Rank-1 of ``model`` on clean and occluded probes (protocol in the module docstring); returns a dict.
+
+    `identities=N` uses the first N identity folders (sorted) that have at least 2 images. Pass a ready
+    `FaceEmbedder` as `embedder` to measure a trained occluface model under exactly the same protocol.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from occluface.data.images import load_rgb
+    from occluface.eval.metrics import rank1_from_gallery
+    from occluface.faces.chips import full_image_box
+    from occluface.faces.embed import FaceEmbedder
+    from occluface.faces.landmarks import landmarks68
+
+    if probes_per_identity < 1:
+        raise OccluFaceError(f"probes per identity must be >= 1, got {probes_per_identity}")
+    if identities is not None and identities < 2:
+        raise OccluFaceError(f"need at least 2 identities for identification, got {identities}")
+    if not -0.4 <= box_padding <= 1.0:
+        raise OccluFaceError(f"box padding must be within [-0.4, 1.0] of the image size, got {box_padding}")
+    if seed < 0:
+        raise OccluFaceError(f"seed must be >= 0, got {seed}")
+    all_ids = list_identities(data)
+    kinds = _check_kinds(occlusions)
+    conditions = ["clean", *kinds]
+    usable = [n for n, files in all_ids.items() if len(files) >= 2]
+    skipped = [n for n in all_ids if n not in usable]  # one image cannot be both gallery and probe
+    names = usable[:identities] if identities else usable
+    if len(names) < 2:
+        raise DatasetError(f"{data}: need at least 2 identities with 2 or more images, found {len(names)}")
+    splits = {name: split_identity(name, all_ids[name], probes_per_identity, seed) for name in names}
+    n_probes = sum(len(p) for _, p in splits.values())
+
+    if embedder is None:
+        embedder = FaceEmbedder(model)
+    model = str(getattr(embedder, "model_name", model))
+    gallery_emb, gallery_lab = [], []
+    probe_emb: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+    probe_lab: list[str] = []
+    probe_subset: list[str] = []
+    started = time.perf_counter()
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("probes"),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(f"{model} on {len(names)} identities", total=n_probes)
+        for id_index, name in enumerate(names):
+            gallery, probes = splits[name]
+            g_img = load_rgb(gallery)
+            gallery_emb.append(embedder.embed_image(g_img, full_image_box(g_img, box_padding)))
+            gallery_lab.append(name)
+            chips: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+            for p_index, path in enumerate(probes):
+                img = load_rgb(path)
+                box = full_image_box(img, box_padding)
+                lm = landmarks68(img, box)
+                chips["clean"].append(embedder.chip(img, box))
+                occ_seed = int(np.random.SeedSequence([int(seed), id_index, p_index]).generate_state(1)[0])
+                for kind in kinds:
+                    occluded = occlude(img, kind, seed=occ_seed, landmarks=lm)
+                    chips[kind].append(embedder.chip(occluded, box))
+                probe_lab.append(name)
+                probe_subset.append(light_subset(path.name))
+                bar.advance(task)
+            for c in conditions:
+                probe_emb[c].append(embedder.embed_chips(chips[c]))
+
+    g = np.stack(gallery_emb)
+    labels, subsets = np.asarray(probe_lab), np.asarray(probe_subset)
+    rows = []
+    for c in conditions:
+        emb = np.concatenate(probe_emb[c])
+        res = rank1_from_gallery(g, gallery_lab, emb, labels)
+        correct = sum(v["rank1_correct"] for v in res["per_identity"].values())
+        by_light = {}
+        for subset in sorted(set(probe_subset)):
+            keep = subsets == subset
+            by_light[subset] = {
+                "rank1": rank1_from_gallery(g, gallery_lab, emb[keep], labels[keep])["rank1"],
+                "n_probes": int(keep.sum()),
+            }
+        rows.append(
+            {
+                "condition": c,
+                "rank1": res["rank1"],
+                "rank5": res["rank5"],
+                "correct": int(correct),
+                "n_probes": res["n_probes"],
+                "rank1_by_light_subset": by_light,
+                "per_identity_correct": {k: v["rank1_correct"] for k, v in res["per_identity"].items()},
+            }
+        )
+    clean = rows[0]["rank1"] or 0.0
+    for row in rows:
+        row["ratio_to_clean"] = (row["rank1"] / clean) if clean else None
+
+    return {
+        "benchmark": "baseline",
+        "model": model,
+        "data": str(data),
+        "n_identities": len(names),
+        "identities": names,
+        "skipped_identities": skipped,
+        "probes_per_identity": int(probes_per_identity),
+        "n_probes": n_probes,
+        "seed": int(seed),
+        "box": "whole image" if box_padding == 0 else f"whole image grown by {box_padding:g} of its size per side",
+        "box_padding": float(box_padding),
+        "gallery": f"one clean image per identity: {FRONTAL_LIGHT} (frontal light), else the smallest light angle",
+        "gallery_files": {n: splits[n][0].name for n in names},
+        "similarity": "cosine",
+        "conditions": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+# ----------------------------------------------------------------------------- report
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write `baseline.md` (table), `baseline.json` and `baseline.png` (bar chart) into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OccluFaceError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from None
+    paths = {"md": out / "baseline.md", "json": out / "baseline.json", "png": out / "baseline.png"}
+
+    rows = result["conditions"]
+    lines = [
+        f"# Baseline: {result['model']} rank-1, clean vs occluded probes",
+        "",
+        f"- data: `{result['data']}`, {result['n_identities']} identities, {result['n_probes']} probes "
+        f"(up to {result['probes_per_identity']} per identity, seed {result['seed']})",
+        f"- gallery: {result['gallery']}",
+        f"- face box: {result['box']} (tight crops); chips re-fitted on each occluded image",
+        f"- similarity: {result['similarity']}, closed-set identification",
+    ]
+    if result.get("skipped_identities"):
+        lines.append(f"- skipped (fewer than 2 images): {', '.join(result['skipped_identities'])}")
+    lines += [
+        "",
+        "| condition | rank-1 | correct / probes | rank-5 | ratio to clean |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = "n/a" if r["ratio_to_clean"] is None else f"{r['ratio_to_clean']:.3f}"
+        cells = [r["condition"], _pct(r["rank1"]), f"{r['correct']} / {r['n_probes']}", _pct(r["rank5"]), ratio]
+        lines.append("| " + " | ".join(cells) + " |")
+    subsets = sorted({k for r in rows for k in r.get("rank1_by_light_subset", {})})
+    if len(subsets) > 1 or subsets not in ([], ["?"]):
+        lines += [
+            "",
+            "Rank-1 by Yale B lighting subset (angle between light and camera: 1 <= 12 deg, 2 <= 25, 3 <= 50, "
+            "4 <= 77, 5 beyond; probes per subset in brackets):",
+            "",
+            "| condition | " + " | ".join(
+                f"subset {k} ({rows[0]['rank1_by_light_subset'][k]['n_probes']})" for k in subsets
+            ) + " |",
+            "|---|" + "---:|" * len(subsets),
+        ]
+        for r in rows:
+            cells = [_pct(r["rank1_by_light_subset"].get(k, {}).get("rank1")) for k in subsets]
+            lines.append(f"| {r['condition']} | " + " | ".join(cells) + " |")
+    paths["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    labels = [r["condition"] for r in rows]
+    values = [100 * (r["rank1"] or 0.0) for r in rows]
+    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2.5, 3.8))
+    colors = ["tab:green"] + ["tab:orange"] * (len(rows) - 1)
+    bars = ax.bar(labels, values, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=2, fontsize=9)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("rank-1 (%)")
+    ax.set_title(f"{result['model']}: rank-1, {result['n_identities']} identities, {result['n_probes']} probes")
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=110)
+    plt.close(fig)
+    return paths
