@@ -322,3 +322,20 @@ def test_bench_detect_rejects_missing_data(tmp_path: Path):
     result = CliRunner().invoke(app, ["bench", "detect", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "data folder not found" in " ".join(result.output.split())
+
+
+def test_auto_finds_faces_in_near_black_photos():
+    """A face lit only at a grazing angle (mean brightness ~10) is found after equalisation."""
+    from occluface.faces.detect import DarkImageDetector, create_detector
+
+    image = load_rgb(DATA / "yaleb" / "yaleB01" / "yaleB01_P00A+000E+00.png")
+    dark = (image.astype(np.float32) * 0.05).astype(np.uint8)
+    assert dark.mean() < 15
+    faces = create_detector("auto").detect(dark)
+    assert len(faces) == 1
+    h, w = dark.shape[:2]
+    cx, cy = faces[0].center
+    assert 0.3 * w < cx < 0.7 * w and 0.3 * h < cy < 0.8 * h
+    dark_only = DarkImageDetector("t", create_detector("centerface"))
+    assert image.mean() > dark_only.max_mean and dark_only.detect(image) == []  # ordinary photos: untouched
+    assert len(dark_only.detect(dark)) == 1
