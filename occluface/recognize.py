@@ -201,11 +201,14 @@ class Recognizer:
             )
         return matches
 
-    def verify(self, a: ImageSource, b: ImageSource) -> Verification:
-        """Same person or not, from the main face of each photo, with the threshold used."""
+    def verify(self, a: ImageSource, b: ImageSource, *, names: Sequence[str] | None = None) -> Verification:
+        """Same person or not, from the main face of each photo, with the threshold used.
+
+        ``names`` label decoded arrays (e.g. upload file names) in errors such as "no face found".
+        """
         embs, boxes = [], []
         for i, source in enumerate((a, b)):
-            label = _source_name(source, i)
+            label = names[i] if names else _source_name(source, i)
             image = read_image(source, label)
             face = self.main_face(image, label)
             embs.append(self.embed_faces(image, [face])[0])

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from occluface.api.keys import KeyStore
 from occluface.errors import ImageError, OccluFaceError
@@ -53,8 +54,18 @@ class _Service:
         return self._rec
 
 
+def _single_threaded_search() -> None:
+    """One FAISS thread per query: on a small, busy machine extra threads only queue (bench search)."""
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+        return
+    faiss.omp_set_num_threads(1)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
+    _single_threaded_search()
     service = _Service(settings)
     app = FastAPI(
         title="occluface",
@@ -99,6 +110,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                                 status_code=413)
         return await call_next(request)
 
+    app.add_middleware(_StreamLimit, limit=settings.max_upload_bytes * max(1, settings.max_files) + 65536)
+
     def require_key(x_api_key: str | None = Header(None, description="API key for enrol/delete/export")) -> None:
         if not settings.keys:
             raise HTTPException(403, "this server has no API keys configured; enrolment and deletion are disabled")
@@ -136,24 +149,33 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def identify(file: UploadFile = File(...), top: int = Form(3)) -> dict[str, Any]:
         """Every face in the photo with its best matches ("unknown" below the threshold)."""
         data = await read_upload(file)
-        image = decode(data, file.filename or "upload")
-        with service.lock:
-            rec = service.rec
-            matches = rec.identify(image, image=image, k=max(1, min(int(top), 10)))
-            threshold = rec.thresholds.identify
-        return {
-            "image": {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])},
-            "threshold": threshold,
-            "faces": [m.to_dict() for m in matches],
-        }
+
+        def work() -> dict[str, Any]:  # in a worker thread: the event loop keeps answering other requests
+            image = decode(data, file.filename or "upload")
+            with service.lock:
+                rec = service.rec
+                matches = rec.identify(image, image=image, k=max(1, min(int(top), 10)))
+                threshold = rec.thresholds.identify
+            return {
+                "image": {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])},
+                "threshold": threshold,
+                "faces": [m.to_dict() for m in matches],
+            }
+
+        return await run_in_threadpool(work)
 
     @app.post("/api/verify")
     async def verify(a: UploadFile = File(...), b: UploadFile = File(...)) -> dict[str, Any]:
         """Same person or not, from the main face of each photo."""
-        img_a = decode(await read_upload(a), a.filename or "a")
-        img_b = decode(await read_upload(b), b.filename or "b")
-        with service.lock:
-            return service.rec.verify(img_a, img_b).to_dict()
+        data_a, data_b = await read_upload(a), await read_upload(b)
+
+        def work() -> dict[str, Any]:
+            img_a = decode(data_a, a.filename or "a")
+            img_b = decode(data_b, b.filename or "b")
+            with service.lock:
+                return service.rec.verify(img_a, img_b, names=(a.filename or "a", b.filename or "b")).to_dict()
+
+        return await run_in_threadpool(work)
 
     @app.post("/api/rollcall")
     async def rollcall(
@@ -163,12 +185,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         threshold: float = Form(0.6),
     ) -> dict[str, Any]:
         """Roll-call of a group photo against the roster (one face per identity)."""
-        image = decode(await read_upload(file), file.filename or "upload")
+        data = await read_upload(file)
         names = [n.strip() for n in roster.split(",") if n.strip()] or None
-        with service.lock:
-            result = service.rec.rollcall(image, names, method=method, threshold=threshold)
-        result["image"] = {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])}
-        return result
+
+        def work() -> dict[str, Any]:
+            image = decode(data, file.filename or "upload")
+            with service.lock:
+                result = service.rec.rollcall(image, names, method=method, threshold=threshold)
+            result["image"] = {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])}
+            return result
+
+        return await run_in_threadpool(work)
 
     # --------------------------------------------------------------- gallery
     @app.get("/api/subjects")
@@ -183,15 +210,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Enrol a person from photos (all-or-nothing)."""
         if len(files) > settings.max_files:
             raise HTTPException(413, f"at most {settings.max_files} photos per enrolment")
-        images = []
-        for f in files:
-            images.append(decode(await read_upload(f), f.filename or "upload"))
-        with service.lock:
-            rec = service.rec
-            # decoded arrays carry no names: check faces here so errors still name the file
-            for f, img in zip(files, images):
-                rec.main_face(img, f.filename or "upload")
-            return rec.enroll(name, images)
+        uploads = [(await read_upload(f), f.filename or "upload") for f in files]
+
+        def work() -> dict[str, Any]:
+            images = [decode(data, label) for data, label in uploads]
+            with service.lock:
+                rec = service.rec
+                # decoded arrays carry no names: check faces here so errors still name the file
+                for (_, label), img in zip(uploads, images):
+                    rec.main_face(img, label)
+                return rec.enroll(name, images)
+
+        return await run_in_threadpool(work)
 
     @app.delete("/api/subjects/{name}", dependencies=[Depends(require_key)])
     def remove(name: str) -> dict[str, Any]:
@@ -219,6 +249,57 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return Response(thumbs[index], media_type="image/jpeg")
 
     return app
+
+
+class _StreamLimit:
+    """Stop reading a request body once it passes ``limit`` bytes and answer HTTP 413.
+
+    The Content-Length check above cannot see chunked uploads (or a false length); without this the whole
+    body would be received and spooled to disk before the per-file size check runs. Past the limit the app
+    is told the client went away, and whatever it answers is replaced by the 413.
+    """
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen, over, answered = 0, False, False
+
+        async def limited() -> dict:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def refuse() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                await JSONResponse({"error": f"upload is larger than the {self.limit} bytes allowed"},
+                                   status_code=413)(scope, receive, send)
+
+        async def guarded(message: dict) -> None:
+            if over:
+                await refuse()
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over:
+            await refuse()
 
 
 class UnknownSubject(OccluFaceError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,6 +23,7 @@ def is_image_file(path: str | Path) -> bool:
 
 
 def _open(source: str | Path | bytes, name: str) -> Image.Image:
+    img = None
     try:
         if isinstance(source, (bytes, bytearray)):
             if len(source) == 0:
@@ -39,15 +42,25 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
         if w * h > MAX_PIXELS:
             raise ImageError(name, f"image is {w}x{h} pixels, more than the {MAX_PIXELS:,} allowed")
         img.load()
+    except BaseException:
+        if img is not None:  # do not leak the file handle of a refused or broken file (long-running servers)
+            img.close()
+        _reraise_as_image_error(name)
+    return img
+
+
+def _reraise_as_image_error(name: str) -> NoReturn:
+    """Re-raise the exception being handled as an ImageError naming the file (ImageErrors pass through)."""
+    try:
+        raise
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(name, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(name, f"refused as a decompression bomb ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ImageError(name, f"corrupt or truncated image ({exc})") from None
-    return img
 
 
 def load_pil(source: str | Path | bytes, *, name: str | None = None, mode: str = "RGB") -> Image.Image:
@@ -56,8 +69,8 @@ def load_pil(source: str | Path | bytes, *, name: str | None = None, mode: str =
     img = _open(source, label)
     try:
         img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, dtype=np.float64)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit and float: stretch to 8 bits
+            arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
             span = float(arr.max() - arr.min()) or 1.0
             img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8), "L")
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -65,7 +78,7 @@ def load_pil(source: str | Path | bytes, *, name: str | None = None, mode: str =
             background = Image.new("RGBA", img.size, (255, 255, 255, 255))
             img = Image.alpha_composite(background, img)
         return img.convert(mode)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:  # e.g. broken EXIF or palette
         raise ImageError(label, f"cannot convert image to {mode} ({exc})") from None
 
 
