@@ -794,7 +794,7 @@ def demo_command(
         table.add_row(*cells)
     console.print(table)
     console.print(
-        f"rank-1: clean {res['correct']['clean']}/{res['probes']}, "
+        f"correctly named (above the threshold): clean {res['correct']['clean']}/{res['probes']}, "
         f"masked {res['correct']['masked']}/{res['masked_probes']}"
     )
     roll = res["rollcall"]
