@@ -1,0 +1,282 @@
+"""Mask-wearing classifier (issue 6): data grouping/split, incorrect-mask synthesis, narrow ResNet, training
+loop files, paper metrics, shipped weights with Grad-CAM, and the mask-check command on bundled data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from occluface.cli import app
+from occluface.errors import CheckpointError, OccluFaceError
+from occluface.maskcheck import data as mdata
+
+DATA = Path(__file__).parents[1] / "data"
+runner = CliRunner()
+
+
+def _lfw_photo(i: int) -> Path:
+    person = sorted(p for p in (DATA / "lfw").iterdir() if p.is_dir())[i]
+    return sorted(person.glob("*.jpg"))[0]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from occluface.faces.detect import create_detector
+
+    return create_detector("auto")
+
+
+@pytest.fixture(scope="module")
+def model():
+    from occluface.maskcheck.model import DEFAULT_WEIGHTS, load_weights
+
+    assert DEFAULT_WEIGHTS.is_file(), "shipped mask-classifier weights are missing"
+    return load_weights()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_name_groups_keep_near_duplicates_together():
+    g = mdata._name_group
+    assert g("without_mask", "1856_augmented_image_74.jpg") == g("without_mask", "0150_74.jpg")
+    assert g("with_mask", "0008_0_0_0_copy_11.jpg") == g("with_mask", "0019_0_0_0_copy_2.jpg") == g("with_mask", "0030_0_0_0.jpg")
+    assert g("without_mask", "0001_0_0_aidai_0014.jpg") == g("without_mask", "0003_0_0_aidai_0043.jpg")
+    assert g("without_mask", "0001_0_0_aidai_0014.jpg") != g("without_mask", "0007_0_0_anhu_0004.jpg")
+    assert g("with_mask", "0150_74.jpg") != g("without_mask", "0150_74.jpg")
+
+
+def test_split_is_grouped_seeded_and_about_nine_to_one():
+    groups = [f"g{i // 3}" for i in range(600)]
+    strata = ["a" if i < 300 else "b" for i in range(600)]
+    s1 = mdata.split_groups(groups, strata, seed=3)
+    assert s1 == mdata.split_groups(groups, strata, seed=3)
+    assert s1 != mdata.split_groups(groups, strata, seed=4)
+    by_group: dict[str, set[str]] = {}
+    for g, s in zip(groups, s1):
+        by_group.setdefault(g, set()).add(s)
+    assert all(len(v) == 1 for v in by_group.values())
+    assert 30 <= s1.count("test") <= 95 and 25 <= s1.count("val") <= 90
+    # a group keeps its split when other groups are added
+    more = mdata.split_groups(groups + ["new1", "new2"], strata + ["a", "a"], seed=3)
+    assert more[:600] == s1
+
+
+def test_mirrored_copies_are_merged_into_one_group():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    crops = np.stack([a, a[:, ::-1], b])
+    groups = mdata.union_near_duplicates(crops, ["x", "y", "z"])
+    assert groups[0] == groups[1] and groups[2] != groups[0]
+
+
+def test_rwmfd_listing_drops_duplicates_and_ood_folders_are_whole(tmp_path):
+    root = tmp_path / "d"
+    for folder, names in (("0000", ["a.jpg", "b.jpg"]), ("0001", ["c.jpg"]), ("0002", ["d.jpg", "e.jpg", "f.jpg"])):
+        (root / "rwmfd_masked" / folder).mkdir(parents=True)
+        for n in names:
+            (root / "rwmfd_masked" / folder / n).write_bytes(b"x")
+    (root / "rwmfd_masked_duplicates.tsv").write_text(
+        "group\tsha256\tfile\n1\tab\trwmfd_masked/0000/a.jpg\n1\tab\trwmfd_masked/0002/d.jpg\n"
+    )
+    recs = mdata.list_rwmfd(root)
+    assert sorted(r.path.name for r in recs) == ["a.jpg", "b.jpg", "c.jpg", "e.jpg", "f.jpg"]
+    held = mdata.ood_folders(recs, 0.3, seed=0)
+    assert held and held <= {r.group for r in recs}
+
+
+def test_crop_part_adds_synthetic_masks_and_resumes(tmp_path):
+    recs = [mdata.Record(p, lab, f"mask_cls/{cls}", mdata._name_group(cls, p.name))
+            for cls, lab in (("with_mask", mdata.CORRECT), ("without_mask", mdata.NONE))
+            for p in sorted((DATA / "mask_cls" / cls).glob("*.jpg"))[:1]]
+    part = tmp_path / "p.npz"
+    out = mdata.crop_part(DATA, recs, part, seed=0, synth_fraction=1.0, detector="auto", progress=False)
+    assert bool(out["complete"]) and out["images"].shape[1:] == (112, 112, 3)
+    assert sorted(out["label"].tolist()) == [mdata.NONE, mdata.CORRECT, mdata.CORRECT, mdata.INCORRECT]
+    synth = out["synthetic"]
+    assert synth.sum() == 2 and len(set(out["group"][synth].tolist())) == 1
+    assert out["group"][synth][0] == out["group"][(out["label"] == mdata.NONE)][0]  # same group as its source
+    # an interrupted part resumes after its `done` records (here: all), without cropping them again
+    partial = {k: out[k][:1] for k in ("images", "label", "source", "group", "path", "synthetic")}
+    np.savez(part, **partial, skipped=np.array([], dtype="<U8"), done=np.array(len(recs)), complete=np.array(False))
+    again = mdata.crop_part(DATA, recs, part, seed=0, synth_fraction=1.0, detector="auto", progress=False)
+    assert len(again["images"]) == 1 and bool(again["complete"])
+
+
+def test_incorrect_mask_leaves_the_nose_uncovered(detector):
+    from occluface.data.images import load_rgb
+    from occluface.data.occlusion import mask_region
+    from occluface.data.occlusion.faces import _fit68, box_from_five
+
+    img = load_rgb(_lfw_photo(0))
+    face = mdata.main_face(detector, img)
+    lm = _fit68(img, box_from_five(face.landmarks))
+    nose = tuple(np.round(lm[30]).astype(int))  # nose tip
+    chin = tuple(np.round((lm[8] * 0.7 + lm[57] * 0.3)).astype(int))
+    for style in ("nose_out", "chin"):
+        region = mask_region(img.shape, mdata.incorrect_landmarks(lm, style))
+        assert not region[nose[1], nose[0]] and region[chin[1], chin[0]], style
+    assert mask_region(img.shape, lm)[nose[1], nose[0]]  # a correctly worn mask does cover it
+    with pytest.raises(OccluFaceError):
+        mdata.incorrect_landmarks(lm, "ear")
+
+
+# ----------------------------------------------------------------------------- model + training
+
+
+def test_narrow_resnet18_width_option():
+    from occluface.models import create
+
+    full = create("resnet18", embedding_size=2, input_size=112)
+    narrow = create("resnet18", embedding_size=2, input_size=112, width=16)
+    n_full = sum(p.numel() for p in full.parameters())
+    n_narrow = sum(p.numel() for p in narrow.parameters())
+    assert n_narrow < n_full / 10
+    assert narrow(torch.zeros(2, 3, 64, 64)).shape == (2, 2)
+    with pytest.raises(OccluFaceError):
+        create("resnet18", embedding_size=2, input_size=112, width=2)
+
+
+def _fake_data(n: int = 48) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    lab = np.array(([0, 1, 2] * n)[:n])
+    imgs = rng.integers(90, 160, (n, 112, 112, 3), dtype=np.uint8)
+    imgs[lab == 1, 60:] = 20  # "mask": dark lower half
+    imgs[lab == 2, 85:] = 20
+    split = np.array((["train"] * 6 + ["val", "test"]) * (n // 8))
+    split[:3] = "ood"
+    return {"images": imgs, "label": lab, "split": split, "source": np.array(["mask_cls/x"] * n),
+            "group": np.array([str(i) for i in range(n)]), "path": np.array(["p"] * n), "synthetic": np.zeros(n, bool)}
+
+
+def test_training_writes_log_checkpoints_and_report(tmp_path):
+    from occluface.maskcheck.evaluate import evaluate
+    from occluface.maskcheck.model import load_weights
+    from occluface.maskcheck.train import MaskTrainConfig, predict_proba, train
+
+    data = _fake_data()
+    cfg = MaskTrainConfig(classes=3, width=8, input_size=48, epochs=2, batch_size=16, lr=0.05, seed=1)
+    summary = train(data, tmp_path / "run", cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    assert 1 <= summary["best_epoch"] <= 2
+    full, half = load_weights(tmp_path / "run" / "best.pt"), load_weights(tmp_path / "run" / "weights.pt")
+    assert half.classes == 3 and half.input_size == 48 and half.class_names == ("none", "correct", "incorrect")
+    assert (tmp_path / "run" / "weights.pt").stat().st_size < (tmp_path / "run" / "best.pt").stat().st_size
+    x = data["images"][:6]
+    np.testing.assert_allclose(predict_proba(full, x), predict_proba(half, x), atol=0.02)
+    res = evaluate(half, data, tmp_path / "report")
+    assert (tmp_path / "report" / "confusion.png").stat().st_size > 0
+    cm = np.array(res["all"]["confusion_matrix"])
+    assert cm.sum() == (data["split"] == "test").sum()
+    assert "mask_cls/x" in res["ood"] and "| true \\ predicted |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_paper_figures_follow_from_its_confusion_matrix():
+    from occluface.maskcheck.evaluate import binary_metrics
+
+    y = np.array([0] * 799 + [1] * 235)
+    p = np.array([0] * 796 + [1] * 3 + [0] * 11 + [1] * 224)
+    u = binary_metrics(y, p, "unmasked")
+    assert round(u["precision"], 4) == 0.9864 and round(u["recall"], 4) == 0.9962 and round(u["f1"], 4) == 0.9913
+    m = binary_metrics(y, p)
+    assert (m["tp"], m["fn"], m["fp"]) == (224, 11, 3) and round(m["accuracy"], 4) == round(u["accuracy"], 4) == 0.9865
+
+
+def test_bad_weight_file_is_a_clear_error(tmp_path):
+    from occluface.maskcheck.model import load_weights
+
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="w.pt"):
+        load_weights(bad)
+
+
+# ----------------------------------------------------------------------------- shipped weights
+
+
+def test_shipped_weights_are_small_and_classify_bundled_faces(model, detector):
+    from occluface.data.images import load_rgb
+    from occluface.maskcheck import predict_mask_state
+    from occluface.maskcheck.model import DEFAULT_WEIGHTS
+
+    assert DEFAULT_WEIGHTS.stat().st_size < 8_000_000
+    labels = []
+    for cls in ("with_mask", "without_mask"):
+        for p in sorted((DATA / "mask_cls" / cls).glob("*.jpg"))[:3]:
+            img = load_rgb(p)
+            face = mdata.main_face(detector, img)
+            [state] = predict_mask_state(img, [face], weights=model)
+            assert set(state["probs"]) == {"unmasked", "masked"} and abs(sum(state["probs"].values()) - 1) < 1e-4
+            labels.append((cls, state["label"]))
+    assert sum((c == "with_mask") == (lab == "masked") for c, lab in labels) >= 5
+
+
+def test_gradcam_heat_lies_on_the_mask_of_synthetic_masked_faces(model, detector):
+    from occluface.data.images import load_rgb
+    from occluface.data.occlusion import apply, mask_region
+    from occluface.data.occlusion.faces import _fit68, box_from_five
+    from occluface.faces.align import align_face, similarity_matrix
+    from occluface.maskcheck.cam import gradcam, heat_fraction
+
+    fractions = []
+    for i in range(4):
+        img = load_rgb(_lfw_photo(i))
+        face = mdata.main_face(detector, img)
+        lm = _fit68(img, box_from_five(face.landmarks))
+        masked = apply(img, "surgical", seed=i, landmarks=lm)
+        crop = align_face(masked, face.landmarks, model.input_size)
+        region_img = mask_region(img.shape, lm).astype(np.uint8)
+        matrix = similarity_matrix(face.landmarks, model.input_size)
+        region = cv2.warpAffine(region_img, matrix, (model.input_size,) * 2, flags=cv2.INTER_NEAREST) > 0
+        heat = gradcam(model, crop, target=model.class_names.index("masked"))
+        fractions.append(heat_fraction(heat, region))
+        # the mask covers well under half the crop, so a heat share above half means the model looks at it
+        assert region.mean() < 0.45
+    assert np.mean(fractions) > 0.5, fractions
+
+
+def test_gradcam_png_and_dict_faces(model, detector):
+    from occluface.data.images import load_rgb
+    from occluface.maskcheck import gradcam_png, predict_mask_state
+
+    img = load_rgb(DATA / "real_masked" / "0000.jpg")
+    face = mdata.main_face(detector, img)
+    as_dict = {"box": face.box.tolist(), "landmarks": face.landmarks.tolist()}
+    assert predict_mask_state(img, [as_dict], weights=model)[0]["label"] == predict_mask_state(img, [face], weights=model)[0]["label"]
+    png = gradcam_png(img, as_dict, weights=model)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    whole = gradcam_png(img, face, weights=model, whole_image=True)
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(whole)).size == (img.shape[1], img.shape[0])
+    with pytest.raises(OccluFaceError):
+        gradcam_png(img, {"box": [0, 0, 1, 1]}, weights=model)
+    with pytest.raises(OccluFaceError):
+        gradcam_png(img, face, weights=model, target="sunglasses")
+
+
+def test_mask_check_cli_on_bundled_sample(tmp_path):
+    out = tmp_path / "cam.png"
+    res = runner.invoke(app, ["mask-check", str(DATA / "real_masked" / "0000.jpg"), "--cam", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.output)
+    assert payload["faces"] and payload["faces"][0]["label"] == "masked"
+    assert out.stat().st_size > 0
+    res = runner.invoke(app, ["mask-check", str(tmp_path / "missing.jpg")])
+    assert res.exit_code == 2 and "no such image" in " ".join(res.output.split())
+
+
+def test_train_and_bench_commands_report_missing_data_clearly(tmp_path):
+    for cmd in (["train-maskcls", "--out", str(tmp_path / "run")], ["bench", "maskcls", "--out", str(tmp_path / "rep")]):
+        res = runner.invoke(app, [*cmd, "--data", str(tmp_path / "nodata"), "--cache", str(tmp_path / "c.npz")])
+        assert res.exit_code == 2, res.output
+        assert "data folder not found" in " ".join(res.output.split())
