@@ -490,12 +490,14 @@ def _print_matches(title: str, matches, threshold: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"{title}: {len(matches)} face(s), threshold {threshold:.3f}")
-    for col in ("#", "box", "name", "similarity", "next best"):
+    for col in ("#", "box", "name", "similarity", "mask", "next best"):
         table.add_column(col)
     for i, m in enumerate(matches, 1):
         nxt = ", ".join(f"{n} {s:.2f}" for n, s in m.candidates[1:3])
         style = "green" if m.name else "red"
-        table.add_row(str(i), " ".join(f"{v:.0f}" for v in m.box), f"[{style}]{m.label}[/]", f"{m.similarity:.3f}", nxt)
+        mask = f"{m.mask['label']} {m.mask['prob']:.2f}" if m.mask else "-"
+        table.add_row(str(i), " ".join(f"{v:.0f}" for v in m.box), f"[{style}]{m.label}[/]", f"{m.similarity:.3f}",
+                      mask, nxt)
     console.print(table)
 
 

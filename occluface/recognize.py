@@ -39,6 +39,7 @@ class Match:
     similarity: float
     candidates: list[tuple[str, float]] = field(default_factory=list)
     landmarks: list[list[float]] = field(default_factory=list)
+    mask: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -52,6 +53,7 @@ class Match:
             "label": self.label,
             "similarity": round(self.similarity, 4),
             "candidates": [{"name": n, "similarity": round(s, 4)} for n, s in self.candidates],
+            "mask": self.mask,
         }
 
 
@@ -102,12 +104,14 @@ class Recognizer:
         model: str = "dlib_resnet",
         detector: str = "auto",
         thresholds: Any = None,
+        check_masks: bool = True,
     ):
         from occluface.eval.calibration import load_thresholds
         from occluface.faces.detect import create_detector
         from occluface.faces.embed import FaceEmbedder
 
         self.gallery = gallery
+        self.check_masks = check_masks
         self.detector = create_detector(detector)
         if Path(str(model)).suffix == ".pt" and Path(str(model)).is_file():
             from occluface.train.checkpoint import load_model
@@ -186,8 +190,9 @@ class Recognizer:
         else:
             results = [[] for _ in faces]
         threshold = self.thresholds.identify
+        states = self.mask_states(image, faces)
         matches = []
-        for face, cands in zip(faces, results):
+        for face, cands, state in zip(faces, results, states):
             best_name, best = (cands[0] if cands else (None, 0.0))
             matches.append(
                 Match(
@@ -197,9 +202,18 @@ class Recognizer:
                     similarity=float(best),
                     candidates=[(n, float(s)) for n, s in cands],
                     landmarks=face.landmarks.tolist(),
+                    mask=state,
                 )
             )
         return matches
+
+    def mask_states(self, image: np.ndarray, faces: Sequence) -> list[dict[str, Any] | None]:
+        """Whether each face wears a mask ({"label", "prob"}), from the shipped mask classifier."""
+        if not self.check_masks or not faces:
+            return [None] * len(faces)
+        from occluface.maskcheck.predict import predict_mask_state
+
+        return [{"label": s["label"], "prob": round(float(s["prob"]), 4)} for s in predict_mask_state(image, list(faces))]
 
     def verify(self, a: ImageSource, b: ImageSource, *, names: Sequence[str] | None = None) -> Verification:
         """Same person or not, from the main face of each photo, with the threshold used.

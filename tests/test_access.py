@@ -35,6 +35,7 @@ ROUTES = {
     ("POST", "/api/identify"): False,
     ("POST", "/api/verify"): False,
     ("POST", "/api/rollcall"): False,
+    ("POST", "/api/mask-check"): False,  # heat maps only of the caller's own upload, never of stored data
     ("GET", "/api/subjects"): False,
     ("POST", "/api/subjects"): True,
     ("DELETE", "/api/subjects/{name}"): True,
@@ -178,7 +179,7 @@ def test_keys_file_holds_only_hashes_and_is_owner_only(tmp_path):
     assert store.check(key) and not store.check(hash_key(key)) and not store.check("")
 
 
-@pytest.mark.parametrize("path", ["/api/identify", "/api/verify", "/api/rollcall", "/api/subjects"])
+@pytest.mark.parametrize("path", ["/api/identify", "/api/verify", "/api/rollcall", "/api/mask-check", "/api/subjects"])
 def test_every_upload_route_is_size_limited(client, path):
     big = b"\xff\xd8\xff" + b"\0" * (LIMIT + 10)
     r = call(client, "POST", path, {"X-API-Key": KEY}, body=big)

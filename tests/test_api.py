@@ -47,6 +47,7 @@ def test_enroll_identify_verify_rollcall_delete(client):
     r = client.post("/api/identify", files=[_file("fr_two_people_obama_biden.jpg")])
     assert r.status_code == 200
     assert sorted(f["label"] for f in r.json()["faces"]) == ["Biden", "Obama"]
+    assert {f["mask"]["label"] for f in r.json()["faces"]} == {"unmasked"}
     r = client.post("/api/verify", files=[_file("fr_obama.jpg", "a"), _file("fr_biden.jpg", "b")])
     assert r.status_code == 200 and r.json()["same"] is False
     r = client.post("/api/rollcall", files=[_file("fr_two_people_obama_biden.jpg")], data={"roster": "Obama,Biden"})
@@ -90,6 +91,21 @@ def test_huge_image_refused_without_decoding(client):
     r = client.post("/api/identify", files=[("file", ("huge.png", _png_header(20000, 20000), "image/png"))])
     assert r.status_code == 422
     assert "huge.png" in r.json()["error"] and "pixels" in r.json()["error"]
+
+
+def test_mask_check_with_heat_map(client):
+    masked = Path(__file__).resolve().parents[1] / "data" / "real_masked"
+    photo = sorted(masked.glob("*.jpg"))[0]
+    r = client.post("/api/mask-check", files=[("file", (photo.name, photo.read_bytes(), "image/jpeg"))],
+                    data={"cam": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["faces"] and all(f["label"] == "masked" for f in body["faces"])
+    import base64
+
+    assert base64.b64decode(body["cam_png"])[:4] == b"\x89PNG"
+    r = client.post("/api/mask-check", files=[_file("fr_obama.jpg")])
+    assert [f["label"] for f in r.json()["faces"]] == ["unmasked"] and "cam_png" not in r.json()
 
 
 def test_openapi_and_page(client):

@@ -1,4 +1,4 @@
-"""End-to-end: the web page in headless Chromium enrols a person, identifies a photo, runs a roll-call."""
+"""End-to-end: the web page in headless Chromium enrols people, identifies a photo, runs a roll-call, checks masks."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def test_page_enrols_identifies_and_runs_rollcall(server, tmp_path):
                                timeout=120_000)
         names = sorted(page.locator("#identify-results tbody tr td:nth-child(2)").all_inner_texts())
         assert names == ["Biden", "Obama"]
+        masks = page.locator("#identify-results tbody tr td:nth-child(4)").all_inner_texts()
+        assert all(m.startswith("unmasked") for m in masks)
         canvas_w = page.evaluate("document.querySelector('#identify-canvas').width")
         assert canvas_w > 100  # the photo was drawn with its boxes
 
@@ -87,5 +89,12 @@ def test_page_enrols_identifies_and_runs_rollcall(server, tmp_path):
         assert page.locator("#rollcall-status.error").count() == 0, page.inner_text("#rollcall-status")
         present = page.inner_text("#rollcall-present")
         assert "Obama" in present and "Biden" in present
+
+        page.click("nav button[data-tab=maskcheck]")
+        masked = sorted((SAMPLES.parent / "real_masked").glob("*.jpg"))[0]
+        page.set_input_files("#maskcheck-file", str(masked))
+        page.wait_for_selector("#maskcheck-results tbody tr", timeout=120_000)
+        assert page.inner_text("#maskcheck-results tbody tr td:nth-child(2)") == "masked"
+        page.wait_for_function("document.querySelector('#maskcheck-cam').naturalWidth > 0", timeout=30_000)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         browser.close()

@@ -197,6 +197,30 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
         return await run_in_threadpool(work)
 
+    @app.post("/api/mask-check")
+    async def mask_check(file: UploadFile = File(...), cam: bool = Form(False)) -> dict[str, Any]:
+        """Mask state of every face; with ``cam`` also the photo with Grad-CAM heat maps (base64 PNG)."""
+        data = await read_upload(file)
+
+        def work() -> dict[str, Any]:
+            import base64
+
+            from occluface.maskcheck.cam import png_bytes
+            from occluface.maskcheck.predict import mask_check as check
+
+            image = decode(data, file.filename or "upload")
+            with service.lock:
+                results, annotated = check(image, detector=settings.detector, cam=bool(cam))
+            out: dict[str, Any] = {
+                "image": {"name": file.filename, "width": int(image.shape[1]), "height": int(image.shape[0])},
+                "faces": results,
+            }
+            if annotated is not None:
+                out["cam_png"] = base64.b64encode(png_bytes(annotated)).decode("ascii")
+            return out
+
+        return await run_in_threadpool(work)
+
     # --------------------------------------------------------------- gallery
     @app.get("/api/subjects")
     def subjects() -> dict[str, Any]:

@@ -74,8 +74,10 @@ wireDrop("identify-drop", "identify-file", async (file) => {
     res.faces.forEach((f, i) => {
       const tr = document.createElement("tr");
       const next = f.candidates.slice(1, 3).map((c) => `${c.name} ${c.similarity.toFixed(2)}`).join(", ");
-      tr.innerHTML = `<td>${i + 1}</td><td class="${f.name ? "known" : "unknown"}"></td><td>${f.similarity.toFixed(3)}</td><td></td>`;
-      tr.children[1].textContent = f.label; tr.children[3].textContent = next;
+      tr.innerHTML = `<td>${i + 1}</td><td class="${f.name ? "known" : "unknown"}"></td><td>${f.similarity.toFixed(3)}</td><td></td><td></td>`;
+      tr.children[1].textContent = f.label;
+      tr.children[3].textContent = f.mask ? `${f.mask.label} ${f.mask.prob.toFixed(2)}` : "-";
+      tr.children[4].textContent = next;
       tbody.appendChild(tr);
     });
     drawBoxes("identify-canvas", file, res.faces.map((f) => ({ box: f.box, text: `${f.label} ${f.similarity.toFixed(2)}`, ok: !!f.name })));
@@ -133,6 +135,27 @@ wireDrop("rollcall-drop", "rollcall-file", async (file) => {
       text: `${f.identity || (f.candidate ? f.candidate + "?" : "?")} ${f.confidence.toFixed(2)}`,
     })));
   } catch (e) { setStatus("rollcall-status", e.message, true); }
+});
+
+// -------------------------------------------------------------- mask check
+wireDrop("maskcheck-drop", "maskcheck-file", async (file) => {
+  setStatus("maskcheck-status", "Checking masks…");
+  const tbody = $("maskcheck-results").querySelector("tbody");
+  tbody.innerHTML = "";
+  $("maskcheck-cam").removeAttribute("src");
+  const form = new FormData(); form.append("file", file); form.append("cam", "true");
+  try {
+    const res = await callApi("/api/mask-check", { method: "POST", body: form });
+    const masked = res.faces.filter((f) => f.label === "masked" || f.label === "correct").length;
+    setStatus("maskcheck-status", `${res.faces.length} face(s), ${masked} wearing a mask`);
+    res.faces.forEach((f, i) => {
+      const tr = document.createElement("tr");
+      tr.innerHTML = "<td></td><td></td><td></td>";
+      tr.children[0].textContent = i + 1; tr.children[1].textContent = f.label; tr.children[2].textContent = f.prob.toFixed(3);
+      tbody.appendChild(tr);
+    });
+    if (res.cam_png) $("maskcheck-cam").src = "data:image/png;base64," + res.cam_png;
+  } catch (e) { setStatus("maskcheck-status", e.message, true); }
 });
 
 callApi("/api/health").then((h) => { $("health").textContent = `model ${h.model} · detector ${h.detector}`; }).catch(() => {});
