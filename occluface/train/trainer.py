@@ -246,6 +246,11 @@ class Trainer:
             return {"loss": None, "acc": None}
         return {"loss": total_loss / count, "acc": correct / count}
 
+    def _log_train(self, log, win: list[float], step: int, epoch: int, lr: float) -> None:
+        """One "train" record: loss and accuracy averaged over the batches since the last record."""
+        s_loss, s_correct, s_n = self._reduce(win)
+        log.write({"step": step, "epoch": epoch, "split": "train", "loss": s_loss / s_n, "acc": s_correct / s_n, "lr": lr})
+
     def _reduce(self, values: list[float]) -> list[float]:
         if not self.dist.enabled:
             return values
@@ -437,17 +442,7 @@ class Trainer:
                             f"training diverged at step {step} (loss {batch_loss}); lower --lr (now {lr}) or use --loss softmax"
                         )
                     if cfg.log_every and step % cfg.log_every == 0:
-                        s_loss, s_correct, s_n = self._reduce(win)
-                        log.write(
-                            {
-                                "step": step,
-                                "epoch": epoch + 1,
-                                "split": "train",
-                                "loss": s_loss / s_n,
-                                "acc": s_correct / s_n,
-                                "lr": lr,
-                            }
-                        )
+                        self._log_train(log, win, step, epoch + 1, lr)
                         win = [0.0, 0.0, 0.0]
                     if has_test and cfg.eval_every and step % cfg.eval_every == 0:
                         res = run_eval(epoch + 1)
@@ -464,17 +459,7 @@ class Trainer:
                         break
                 finished_epoch = not stopped
                 if win[2] and cfg.log_every and step % cfg.log_every != 0:
-                    s_loss, s_correct, s_n = self._reduce(win)
-                    log.write(
-                        {
-                            "step": step,
-                            "epoch": epoch + 1,
-                            "split": "train",
-                            "loss": s_loss / s_n,
-                            "acc": s_correct / s_n,
-                            "lr": lr,
-                        }
-                    )
+                    self._log_train(log, win, step, epoch + 1, lr)
                 e_loss, e_correct, e_n = self._reduce(ep)
                 if e_n:
                     metrics.update({"train_loss": e_loss / e_n, "train_acc": e_correct / e_n})
