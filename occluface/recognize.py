@@ -252,14 +252,14 @@ class Recognizer:
         missing = [r for r in roster_names if r not in set(names)]
         if missing:
             raise OccluFaceError(f"roster names not enrolled in the gallery: {', '.join(missing[:10])}")
-        keep = [i for i, n in enumerate(names) if n in set(roster_names)]
-        model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
         image = read_image(source)
         faces = self.detect(image)
-        emb = self.embed_faces(image, faces)
-        if len(faces) == 0:
+        if len(faces) == 0:  # nobody there: no confidences to compute
             return {"faces": [], "present": [], "absent": roster_names, "unresolved": [], "method": method,
                     "threshold": threshold, "note": "no faces found"}
+        keep = [i for i, n in enumerate(names) if n in set(roster_names)]
+        model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
+        emb = self.embed_faces(image, faces)
         result = rollcall(emb, model, roster_names, threshold=threshold, method=method,
                           boxes=[f.box.tolist() for f in faces])
         out = result.to_dict()

@@ -74,8 +74,6 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise OccluFaceError(f"expected an HxW or HxWx3 image array, got shape {image.shape}")
-    if image.shape[0] < 8 or image.shape[1] < 8:
-        raise OccluFaceError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to hold a face")
     if image.dtype != np.uint8:
         if np.issubdtype(image.dtype, np.floating) and image.size and float(np.nanmax(image)) <= 1.0:
             image = image * 255.0
@@ -85,6 +83,14 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
     return np.ascontiguousarray(image)
+
+
+#: Images narrower or shorter than this cannot hold a detectable face: they simply have none.
+MIN_IMAGE_SIDE = 8
+
+
+def too_small(image: np.ndarray) -> bool:
+    return min(image.shape[:2]) < MIN_IMAGE_SIDE
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -173,6 +179,8 @@ class Detector:
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """Faces in ``image_rgb`` (HxWx3 uint8 RGB, grey accepted), highest score first."""
         image = as_rgb(image_rgb)
+        if too_small(image):
+            return []
         h, w = image.shape[:2]
         work, pad, scale = self.prepare(image)
         faces = []
@@ -205,6 +213,8 @@ class CombinedDetector(Detector):
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         image = as_rgb(image_rgb)
+        if too_small(image):
+            return []
         for member in self.members:
             faces = member.detect(image)
             if faces:
