@@ -868,6 +868,68 @@ def bench_speed_command(
     console.print(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}", highlight=False)
 
 
+@bench_app.command("papers")
+def bench_papers_command(
+    data: Path = typer.Option(Path("../shared/data/yaleb"), "--data", help="Dataset folder, one sub-folder of face crops per identity (Yale B layout)."),
+    scale: str = typer.Option("smoke", "--scale", help="smoke: from scratch, few people, small inputs, minutes on one CPU core; real: the papers' networks and settings (for a GPU)."),
+    experiments: str = typer.Option("coal,mask", "--experiments", help="Comma-separated: coal (ResNet vs CBAM ResNet on dust), mask (IResNet-50 vs ResSaNet-50, masked vs unmasked)."),
+    iterations: int | None = typer.Option(None, "--iterations", min=1, help="Training iterations per model (overrides the scale preset)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Train for this many epochs instead of --iterations."),
+    input_size: int | None = typer.Option(None, "--input-size", min=16, help="Square input side in pixels (overrides the preset)."),
+    max_identities: int | None = typer.Option(None, "--max-identities", min=2, help="Use only the first N identities (sorted)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=2, help="Images per iteration."),
+    eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Iterations between held-out evaluations (curve points)."),
+    lr: float | None = typer.Option(None, "--lr", help="Initial SGD learning rate for both experiments (default: the preset's)."),
+    margin_scale: float | None = typer.Option(None, "--margin-scale", help="ArcFace scale s of the mask experiment (default 64)."),
+    margin: float | None = typer.Option(None, "--margin", help="ArcFace margin m of the mask experiment (default 0.5)."),
+    coal_models: str | None = typer.Option(None, "--coal-models", help="Two comma-separated registry names (default smoke: resnet18,cbam_resnet18; real: resnet50,cbam_resnet50)."),
+    mask_models: str | None = typer.Option(None, "--mask-models", help="Two comma-separated registry names (default: iresnet50,ressanet50)."),
+    coal_occlusion: str | None = typer.Option(None, "--coal-occlusion", help="Occlusion kinds applied in turn for the coal-mine scene, e.g. dust or dust,lowlight (default: dust)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for occlusions, split, initialisation and data order."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Data-loading worker processes."),
+    work: Path = typer.Option(Path("runs/papers"), "--work", help="Folder for the occlusion caches and training runs (a rerun resumes them)."),
+    out: Path = typer.Option(Path("reports/papers"), "--out", help="Folder for papers.md, papers.json and the PNG figures."),
+) -> None:
+    """The papers' comparisons re-run here: coal-mine ResNet vs CBAM ResNet on dust, IResNet-50 vs ResSaNet-50 on masks."""
+    import shlex
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from occluface.eval.papers import run_papers, write_report
+
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+    overrides = {
+        "iterations": iterations, "epochs": epochs, "input_size": input_size, "max_identities": max_identities,
+        "batch_size": batch_size, "eval_every": eval_every, "lr": lr, "margin_scale": margin_scale,
+        "margin": margin, "coal_models": names(coal_models),
+        "mask_models": names(mask_models), "coal_occlusion": names(coal_occlusion),
+    }
+    parts = ["occluface", "bench", "papers", "--scale", scale, "--data", str(data)]
+    if experiments != "coal,mask":
+        parts += ["--experiments", experiments]
+    for opt, value in overrides.items():
+        if value is not None:
+            parts += [f"--{opt.replace('_', '-')}", ",".join(value) if isinstance(value, list) else str(value)]
+    parts += ["--seed", str(seed)] + (["--device", device] if device else [])
+    parts += (["--threads", str(threads)] if threads else []) + ["--work", str(work), "--out", str(out)]
+    try:
+        result = run_papers(
+            data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, device=device,
+            num_workers=workers, progress=True, log=lambda m: console.print(m, highlight=False), **overrides,
+        )
+        paths = write_report(result, out, command=shlex.join(parts))
+    except OccluFaceError as exc:
+        fail(str(exc))
+    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"wrote {paths['md']}, {paths['json']}, " + ", ".join(str(p) for p in paths["figures"]), highlight=False)
+
+
 # ----------------------------------------------------------------------------- mask classifier (issue 6)
 
 

@@ -1,0 +1,200 @@
+"""`occluface bench papers`: a tiny end-to-end run on the bundled Yale B sample, presets and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from occluface.cli import app
+from occluface.errors import DatasetError, OccluFaceError
+from occluface.eval.papers import experiment_specs, occlusion_cache, run_papers, write_report
+from occluface.models import registry
+
+YALEB = Path(__file__).parents[1] / "data" / "yaleb"
+
+TINY_MODELS = '''
+from torch import nn
+from occluface.models import register
+
+def _tiny(width, attention):
+    class Tiny(nn.Module):
+        """Two strided convs (optionally a sigmoid spatial gate, a stand-in for the attention variant)."""
+
+        def __init__(self, embedding_size, input_size, dropout=0.0):
+            super().__init__()
+            self.input_size, self.embedding_size = tuple(input_size), embedding_size
+            self.body = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
+                                      nn.Conv2d(width, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU())
+            self.gate = nn.Sequential(nn.Conv2d(width, 1, 3, 1, 1), nn.Sigmoid()) if attention else None
+            self.fc = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                    nn.Linear(width, embedding_size))
+
+        def forward(self, x):
+            x = self.body(x)
+            if self.gate is not None:
+                x = x * self.gate(x)
+            return self.fc(x)
+
+    return Tiny
+
+register("papers_tiny_plain", default_input_size=32)(_tiny(8, False))
+register("papers_tiny_attn", default_input_size=32)(_tiny(8, True))
+'''
+
+TINY = ["papers_tiny_plain", "papers_tiny_attn"]
+
+
+@pytest.fixture(autouse=True)
+def tiny_models():
+    """Register two tiny backbones for the test, one thread; restore both afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    registry.list_models()
+    exec(compile(TINY_MODELS, "<papers_tiny>", "exec"), {})
+    yield
+    for name in TINY:
+        registry._REGISTRY.pop(name, None)
+    torch.set_num_threads(before)
+
+
+TINY_SETTINGS = dict(iterations=3, input_size=32, max_identities=2, batch_size=8, eval_every=1,
+                     coal_models=TINY, mask_models=TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run of both experiments, shared by the tests that read its outputs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    registry.list_models()
+    exec(compile(TINY_MODELS, "<papers_tiny>", "exec"), {})
+    root = tmp_path_factory.mktemp("papers")
+    try:
+        result = run_papers(YALEB, root / "work", scale="smoke", device="cpu", progress=False, **TINY_SETTINGS)
+        paths = write_report(result, root / "report", command="occluface bench papers --scale smoke")
+    finally:
+        torch.set_num_threads(before)
+    return root, result, paths
+
+
+def test_tiny_run_writes_table_json_and_curves(tiny_run):
+    root, result, paths = tiny_run
+    md = paths["md"].read_text(encoding="utf-8")
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert [e["key"] for e in data["experiments"]] == ["coal", "mask"]
+    mask = data["experiments"][1]
+    # the masked-face table names both models and has both masked and unmasked columns
+    assert "| model |" in md and "masked test acc" in md and "unmasked test acc" in md
+    assert "dust test acc" in md and "clean test acc" in md
+    for exp in data["experiments"]:
+        assert [m["model"] for m in exp["models"]] == TINY
+        for m in exp["models"]:
+            assert m["steps"] == 3
+            assert m["model"] in md
+            for split in ("occluded", "clean"):
+                acc = m[split]["accuracy"]
+                assert acc is not None and 0.0 <= acc <= 1.0
+                assert m[split]["n_images"] == exp["n_test"]
+    # same held-out images, occluded vs clean; 2 identities x 10 images, 90/10 split for the mask paper
+    assert mask["n_identities"] == 2 and mask["n_test"] == 2 and mask["n_train"] == 18
+    assert data["experiments"][0]["n_test"] == 4  # 80/20 for the coal-mine paper
+    for name in ("coal_curves.png", "mask_curves.png", "accuracy.png"):
+        png = paths["md"].parent / name
+        assert png.is_file() and Image.open(png).size[0] > 300
+        assert f"]({name})" in md
+    assert "No GPU was lent" in md and "occluface bench papers --scale smoke" in md
+    # every curve point of the log is a held-out evaluation (eval_every=1)
+    log = Path(mask["models"][0]["log"]).read_text(encoding="utf-8").splitlines()
+    tests = [json.loads(line) for line in log if json.loads(line)["split"] == "test"]
+    assert [r["step"] for r in tests] == [1, 2, 3]
+
+
+def test_cache_occludes_every_image_and_is_reused(tiny_run):
+    root, result, _ = tiny_run
+    coal = result["experiments"][0]
+    cache = Path(coal["cache"]["dir"])
+    assert coal["cache"]["occluded"] == 20 and coal["cache"]["unchanged"] == 0
+    files = sorted(p.relative_to(cache) for p in cache.rglob("*.png"))
+    assert len(files) == 20 and all(f.parts[0] in {"yaleB01", "yaleB02"} for f in files)
+    a = np.asarray(Image.open(cache / files[0]).convert("L"), dtype=np.int16)
+    b = np.asarray(Image.open(YALEB / files[0]).convert("L"), dtype=np.int16)
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1.0  # dust really changed the face
+    again = occlusion_cache(YALEB, root / "work" / "cache", ("dust",), seed=0, max_identities=2, progress=False)
+    assert again["reused"] and again["dir"] == str(cache)
+    other = occlusion_cache(YALEB, root / "work" / "cache", ("dust",), seed=1, max_identities=2, progress=False)
+    assert other["dir"] != str(cache) and other["total"] == 20 and not other["reused"]
+    c = np.asarray(Image.open(Path(other["dir"]) / files[0]).convert("L"), dtype=np.int16)
+    assert np.abs(c - a).mean() > 0.5  # another seed draws other dust
+
+
+def test_rerun_reuses_finished_training_runs(tiny_run):
+    root, result, _ = tiny_run
+    again = run_papers(YALEB, root / "work", scale="smoke", experiments=["mask"], device="cpu", progress=False,
+                       **TINY_SETTINGS)
+    first = result["experiments"][1]["models"]
+    second = again["experiments"][0]["models"]
+    assert all(m["reused_finished_run"] for m in second)
+    assert [m["occluded"]["accuracy"] for m in second] == [m["occluded"]["accuracy"] for m in first]
+
+
+def test_presets_follow_the_papers():
+    smoke = {s.key: s for s in experiment_specs("smoke")}
+    real = {s.key: s for s in experiment_specs("real")}
+    assert real["coal"].models == ("resnet50", "cbam_resnet50") and real["coal"].lr == 0.1
+    assert smoke["coal"].models == ("resnet18", "cbam_resnet18") and smoke["coal"].occlusion == ("dust",)
+    for spec in (smoke["mask"], real["mask"]):
+        assert spec.models == ("iresnet50", "ressanet50") and spec.loss == "arcface" and spec.lr == 0.05
+        assert spec.test_fraction == 0.1 and spec.occlusion == ("mask",)
+    assert real["mask"].input_size == 112 and real["coal"].input_size == 224
+    assert real["coal"].max_identities is None and smoke["coal"].max_identities == 10
+    tuned = experiment_specs("smoke", ["coal"], epochs=4, input_size=40, coal_occlusion=["dust", "lowlight"])
+    assert len(tuned) == 1 and tuned[0].epochs == 4 and tuned[0].iterations is None
+    assert tuned[0].input_size == 40 and tuned[0].occluded_label == "dust+lowlight"
+    soft = experiment_specs("smoke", ["mask"], margin_scale=16.0, margin=0.2)[0]
+    assert (soft.s, soft.m) == (16.0, 0.2) and (smoke["mask"].s, smoke["mask"].m) == (None, None)
+    assert soft.key_settings() != smoke["mask"].key_settings()  # another run folder, never a clash
+    assert "s" not in smoke["mask"].key_settings()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(scale="huge"), "scale must be one of"),
+        (dict(experiments=["coal", "faces"]), "experiments must be chosen"),
+        (dict(iterations=5, epochs=2), "either iterations or epochs"),
+        (dict(coal_models=["resnet18"]), "two different model names"),
+        (dict(mask_models=["iresnet50", "nosuchnet"]), "unknown model(s) nosuchnet"),
+        (dict(coal_occlusion=["soot"]), "coal occlusion kinds"),
+        (dict(device="tpu"), "device"),
+        (dict(margin_scale=0.0), "margin_scale must be a positive number"),
+    ],
+)
+def test_bad_settings_are_clear_errors(tmp_path, kwargs, message):
+    with pytest.raises(OccluFaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_papers(YALEB, tmp_path / "work", progress=False, **kwargs)
+    assert not (tmp_path / "work").exists()  # nothing is written before the settings are checked
+
+
+def test_bad_data_path_is_a_clear_error(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(DatasetError, match="does not exist"):
+        run_papers(missing, tmp_path / "work", progress=False)
+    result = CliRunner().invoke(app, ["bench", "papers", "--data", str(missing), "--work", str(tmp_path / "w"),
+                                      "--out", str(tmp_path / "r")])
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 2
+    assert "no_such_folder" in text and "does not exist" in text
+    assert "Traceback" not in text
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(flat / "a.png")
+    result = CliRunner().invoke(app, ["bench", "papers", "--data", str(flat), "--work", str(tmp_path / "w"),
+                                      "--out", str(tmp_path / "r"), "--device", "cpu"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "flat: no identity sub-folders" in text and "occluding" not in text
