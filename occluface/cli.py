@@ -296,7 +296,7 @@ def bench_rollcall_command(
 def synth_command(
     src: Path | None = typer.Argument(None, help="Source folder, one sub-folder of images per identity (optional with --preview)."),
     dst: Path | None = typer.Argument(None, help="Output folder: same layout, plus synth.csv (optional with --preview)."),
-    kind: str = typer.Option("mask", "--kind", "-k", help="surgical, kn95, cloth, texture, mask (random type), dust, lowlight, partial or mixed."),
+    kind: str = typer.Option("mask", "--kind", "-k", help="surgical, kn95, cloth, texture, mask (random type), dust, lowlight, partial, mixed, or learned (trained mask warp; SRC may be one image; -p weights=, -p texture=)."),
     fraction: float = typer.Option(1.0, "--fraction", min=0.0, max=1.0, help="Share of images occluded (seeded choice); the rest are copied unchanged."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed: same seed, same files chosen and identical occlusions."),
     textures: Path | None = typer.Option(None, "--textures", help="Folder of RGBA mask pictures for kind texture/mask (default: bundled data/mask_textures if present)."),
@@ -322,7 +322,7 @@ def synth_command(
 
     from occluface.data.occlusion.synth import synthesize
 
-    params: dict = {"textures": str(textures)} if textures is not None and kind in ("texture", "mask", "mixed") else {}
+    params: dict = {"textures": str(textures)} if textures is not None and kind in ("texture", "mask", "mixed", "learned") else {}
     for item in param or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -331,6 +331,8 @@ def synth_command(
             params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
         except ValueError:
             params[key.strip()] = value.strip()
+    if kind == "learned":  # issue 7: masks warped by a trained generator (occluface.data.masksynth)
+        from occluface.data.masksynth.apply import synthesize_learned as synthesize
     try:
         with Progress(TextColumn(f"synth {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("synth", total=None)
@@ -1118,6 +1120,96 @@ def bench_load_command(
     console.print(f"wrote {md}, {js}", highlight=False)
     if result.errors or not result.health_after_ok:
         raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- learned mask synthesis (issue 7)
+
+
+@app.command("train-masksynth")
+def train_masksynth_command(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder (mask_cls/, rwmfd_masked/, lfw_dev/, mask_textures/; the bundled data/ works too)."),
+    cache: Path = typer.Option(Path("runs/masksynth/data.npz"), "--cache", help="144x144 face-crop cache (built on first use)."),
+    out: Path = typer.Option(Path("runs/masksynth/wgan-div"), "--out", help="Run folder: config.json, log.jsonl, last.pt (resume), generator.pt."),
+    loss: str = typer.Option("wgan-div", "--loss", help="gan, dcgan, wgan (weight clipping) or wgan-div (Wasserstein divergence)."),
+    pyconv: bool = typer.Option(True, "--pyconv/--no-pyconv", help="Pyramid convolutions in the generator (the paper's Py-) or plain 3x3."),
+    width: int = typer.Option(64, "--width", min=4, help="Generator base width (64 = full size; 16 for CPU smoke runs)."),
+    gen_size: int = typer.Option(144, "--gen-size", min=32, help="Side the generator looks at (144 = the paper)."),
+    critic_width: int = typer.Option(64, "--critic-width", min=1, help="Critic base width."),
+    steps: int = typer.Option(2, "--steps", min=1, help="Iterative refinement steps (p <- p o dp)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    iters: int = typer.Option(20000, "--iters", min=1, help="Generator updates in total (a resumed run continues to this count)."),
+    n_critic: int = typer.Option(0, "--n-critic", min=0, help="Critic updates per generator update (0: 5 for WGAN losses, 1 otherwise)."),
+    lr: float = typer.Option(0.0, "--lr", min=0.0, help="Learning rate (0: 2e-4 Adam; 5e-5 RMSprop for wgan)."),
+    k: float = typer.Option(2.0, "--k", help="WGAN-div k."),
+    p: float = typer.Option(6.0, "--p", help="WGAN-div p."),
+    clip: float = typer.Option(0.01, "--clip", help="WGAN weight-clipping bound."),
+    init_jitter: float = typer.Option(0.12, "--init-jitter", min=0.0, help="Size of the random initial warp the generator must correct."),
+    update_penalty: float = typer.Option(1.0, "--update-penalty", min=0.0, help="Weight of the penalty on the squared warp updates (ST-GAN)."),
+    drawn_masks: int = typer.Option(12, "--drawn-masks", min=0, help="Masks drawn by the occlusion pipeline, added to the mask pictures."),
+    textures: Path | None = typer.Option(None, "--textures", help="RGBA mask pictures (default: DATA/mask_textures)."),
+    lfw: int = typer.Option(600, "--lfw", min=0, help="lfw_dev photos cropped as unmasked faces."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", min=0.0, help="Stop (and checkpoint) after this much wall time (0: no limit)."),
+    max_cpu_minutes: float = typer.Option(0.0, "--max-cpu-minutes", min=0.0, help="Stop after this much CPU time of this process (0: no limit)."),
+    ship: Path | None = typer.Option(None, "--ship", help="Also copy generator.pt (fp16) here, e.g. occluface/models/weights/masksynth_pywgandiv.pt."),
+) -> None:
+    """Train the mask-warping generator (Py-WGAN-div or a baseline loss); resumes from OUT/last.pt."""
+    import shutil
+
+    from occluface.data.masksynth.data import build_cache, mask_pictures
+    from occluface.data.masksynth.train import MaskSynthConfig, train
+
+    cfg = MaskSynthConfig(loss=loss, pyconv=pyconv, width=width, gen_size=gen_size, critic_width=critic_width, steps=steps,
+                          batch_size=batch_size, iters=iters, n_critic=n_critic or None, lr=lr or None, k=k, p=p, clip=clip,
+                          init_jitter=init_jitter, update_penalty=update_penalty, drawn_masks=drawn_masks, seed=seed, device=device, threads=threads,
+                          max_minutes=max_minutes or None, max_cpu_minutes=max_cpu_minutes or None)
+    try:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        with console.status("building / loading the 144x144 face-crop cache..."):
+            ds = build_cache(data, cache, seed=seed, lfw=lfw, progress=False)
+        pics, _ = mask_pictures(textures if textures is not None else data / "mask_textures", drawn_masks, seed)
+        summary = train(ds, pics, out, cfg)
+    except OccluFaceError as exc:
+        fail(str(exc))
+    if ship is not None:
+        ship.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "generator.pt", ship)
+    console.print(f"{summary['label']}: {summary['iterations']} steps"
+                  + (" (stopped by the time limit; run again to continue)" if summary["stopped_by_time"] else "")
+                  + f"; generator {out / 'generator.pt'}" + (f", shipped to {ship}" if ship else ""), highlight=False)
+
+
+@app.command("synth-eval")
+def synth_eval_command(
+    checkpoints: list[Path] = typer.Option(..., "--checkpoints", "-c", help="Generator files or run folders (a folder of run folders works), repeatable."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder (as for train-masksynth)."),
+    cache: Path = typer.Option(Path("runs/masksynth/data.npz"), "--cache", help="Face-crop cache (held-out split is scored)."),
+    out: Path = typer.Option(Path("reports/masksynth"), "--out", help="Folder for report.md, metrics.json, grid.png."),
+    textures: Path | None = typer.Option(None, "--textures", help="RGBA mask pictures put on the faces (default: DATA/mask_textures)."),
+    max_faces: int = typer.Option(200, "--max-faces", min=1, help="Held-out unmasked faces scored."),
+    max_refs: int = typer.Option(300, "--max-refs", min=2, help="Held-out real masked faces used as references."),
+    rows: int = typer.Option(6, "--rows", min=1, help="Faces in the grid (half frontal, half the most turned)."),
+    lfw: int = typer.Option(600, "--lfw", min=0, help="lfw_dev photos cropped (must match the cache)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+) -> None:
+    """Landmark overlay vs learned mask warps: SSIM, placement IoU, backbone stand-ins for LPIPS/IS, grid PNG."""
+    from occluface.data.masksynth.data import build_cache
+    from occluface.data.masksynth.evaluate import evaluate
+
+    try:
+        with console.status("building / loading the 144x144 face-crop cache..."):
+            ds = build_cache(data, cache, seed=seed, lfw=lfw, progress=False)
+        evaluate(ds, checkpoints, out, textures=textures if textures is not None else data / "mask_textures",
+                 max_faces=max_faces, max_refs=max_refs, rows=rows, seed=seed)
+    except OccluFaceError as exc:
+        fail(str(exc))
+    console.print((out / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, {out / 'grid.png'}", highlight=False)
 
 
 def main() -> None:
