@@ -977,8 +977,8 @@ def mask_check_command(
 @app.command("train-maskcls")
 def train_maskcls_command(
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder (mask_cls/, rwmfd_masked/, lfw_dev/)."),
-    out: Path = typer.Option(Path("runs/maskcls/run"), "--out", help="Run folder: config.json, log.jsonl, best.pt, weights.pt, report/."),
-    cache: Path = typer.Option(Path("runs/maskcls/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
+    out: Path = typer.Option(Path("runs/maskcls2/run"), "--out", help="Run folder: config.json, log.jsonl, best.pt, weights.pt, report/."),
+    cache: Path = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
     classes: int = typer.Option(2, "--classes", min=2, max=3, help="2: unmasked/masked; 3: none/correct/incorrect."),
     width: int = typer.Option(16, "--width", min=4, help="ResNet-18 base width (64 = standard)."),
     input_size: int = typer.Option(112, "--input-size", min=32, help="Side of the aligned face crop fed to the network."),
@@ -988,12 +988,18 @@ def train_maskcls_command(
     momentum: float = typer.Option(0.9, "--momentum"),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine or constant (the paper's)."),
+    augment: str = typer.Option("basic", "--augment", help="basic (mirror, shift, brightness) or strong (+ scale/rotation, blur, low resolution, colour swaps)."),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing", min=0.0, max=0.5, help="Cross-entropy label smoothing."),
+    balance: bool = typer.Option(True, "--balance/--no-balance", help="Weight the loss by inverse class frequency."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, synthetic masks and training."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: torch's default)."),
-    max_unmasked: int = typer.Option(600, "--max-unmasked", min=1, help="Unmasked mask_cls photos used (each may get synthetic masks)."),
+    max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (each may get synthetic masks); 0: all."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Share of the non-test faces used for validation (epoch choice)."),
     synth_fraction: float = typer.Option(0.5, "--synth-fraction", min=0.0, max=1.0, help="Share of unmasked faces given synthetic masks."),
     lfw: int = typer.Option(150, "--lfw", min=0, help="lfw_dev photos kept as a never-seen unmasked set."),
     ship: Path | None = typer.Option(None, "--ship", help="Also copy the fp16 best weights here (e.g. occluface/models/weights/...)."),
+    test_report: bool = typer.Option(True, "--test-report/--no-test-report",
+                                     help="Score the held-out test split at the end (off while comparing recipes: choose on validation only)."),
 ) -> None:
     """Train the mask classifier (grouped seeded 9:1 split; epoch chosen on validation) and report on the test split."""
     import shutil
@@ -1004,17 +1010,21 @@ def train_maskcls_command(
     from occluface.maskcheck.train import MaskTrainConfig, train
 
     cfg = MaskTrainConfig(classes=classes, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                          weight_decay=weight_decay, schedule=schedule, seed=seed, threads=threads)
+                          weight_decay=weight_decay, schedule=schedule, augment=augment, label_smoothing=label_smoothing, balance=balance,
+                          seed=seed, threads=threads)
     try:
-        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked, synth_fraction=synth_fraction, lfw=lfw)
+        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
+                           synth_fraction=synth_fraction, lfw=lfw)
         summary = train(ds, out, cfg)
-        results = evaluate(load_weights(out / "weights.pt"), ds, out / "report")
+        if test_report:
+            evaluate(load_weights(out / "weights.pt"), ds, out / "report")
     except OccluFaceError as exc:
         fail(str(exc))
     if ship is not None:
         ship.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "weights.pt", ship)
-    console.print((out / "report" / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    if test_report:
+        console.print((out / "report" / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"best epoch {summary['best_epoch']} (val macro F1 {summary['best_val_macro_f1']:.4f}); "
                   f"weights {out / 'weights.pt'}" + (f", shipped to {ship}" if ship else ""), highlight=False)
 
@@ -1023,8 +1033,10 @@ def train_maskcls_command(
 def bench_maskcls_command(
     weights: Path | None = typer.Option(None, "--weights", help="Weights to score (default: the shipped ones)."),
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder."),
-    cache: Path = typer.Option(Path("runs/maskcls/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
+    cache: Path = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with)."),
+    max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
     out: Path = typer.Option(Path("reports/maskcls"), "--out", help="Folder for report.md, metrics.json, confusion PNGs."),
 ) -> None:
     """Confusion matrix, precision/recall/F1/accuracy on the held-out split and accuracy on never-seen sets."""
@@ -1034,7 +1046,7 @@ def bench_maskcls_command(
 
     try:
         with console.status("building / loading the cropped-face cache..."):
-            ds = build_dataset(data, cache, seed=seed, progress=False)
+            ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction, progress=False)
         evaluate(load_weights(weights), ds, out)
     except OccluFaceError as exc:
         fail(str(exc))

@@ -162,10 +162,12 @@ def test_training_writes_log_checkpoints_and_report(tmp_path):
     from occluface.maskcheck.train import MaskTrainConfig, predict_proba, train
 
     data = _fake_data()
-    cfg = MaskTrainConfig(classes=3, width=8, input_size=48, epochs=2, batch_size=16, lr=0.05, seed=1)
+    cfg = MaskTrainConfig(classes=3, width=8, input_size=48, epochs=2, batch_size=16, lr=0.05, seed=1, augment="strong",
+                          label_smoothing=0.1)
     summary = train(data, tmp_path / "run", cfg, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    assert all(np.isfinite(r["val_nll"]) and 0 <= r["val_masked_f1"] <= 1 for r in rows)
     assert 1 <= summary["best_epoch"] <= 2
     full, half = load_weights(tmp_path / "run" / "best.pt"), load_weights(tmp_path / "run" / "weights.pt")
     assert half.classes == 3 and half.input_size == 48 and half.class_names == ("none", "correct", "incorrect")
@@ -177,6 +179,26 @@ def test_training_writes_log_checkpoints_and_report(tmp_path):
     cm = np.array(res["all"]["confusion_matrix"])
     assert cm.sum() == (data["split"] == "test").sum()
     assert "mask_cls/x" in res["ood"] and "| true \\ predicted |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_strong_augmentation_is_seeded_and_keeps_the_range(tmp_path):
+    from occluface.maskcheck.train import MaskTrainConfig, augment_strong, train
+
+    x = torch.rand(8, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+    a = augment_strong(x.clone(), torch.Generator().manual_seed(3))
+    b = augment_strong(x.clone(), torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    for bad in ({"augment": "wild"}, {"label_smoothing": 1.0}):
+        with pytest.raises(OccluFaceError):
+            train(_fake_data(), tmp_path / "bad", MaskTrainConfig(**bad), progress=False)
+
+
+def test_cache_built_with_another_validation_share_is_refused(tmp_path):
+    cache = tmp_path / "c.npz"
+    np.savez(cache, version=np.array(mdata.CACHE_VERSION), seed=np.array(0), val_fraction=np.array(0.1))
+    with pytest.raises(OccluFaceError, match="val_fraction"):
+        mdata.build_dataset(tmp_path / "nodata", cache, val_fraction=0.2)
 
 
 def test_paper_figures_follow_from_its_confusion_matrix():

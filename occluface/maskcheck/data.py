@@ -13,8 +13,8 @@ array. Sources:
 
 Near-duplicates (``<n>.jpg`` / ``augmented_image_<n>.jpg``, ``x_copy_<k>``, mirrored copies, identical
 thumbnails) share a group, and the 9:1 train/test split is drawn over groups so none straddles it; a
-validation part (1/9 of train, also grouped) is what training selects epochs on -- the test split is
-never used for choosing anything.
+validation part (a fifth of the non-test groups, also grouped) is what training selects epochs on -- the
+test split is never used for choosing anything.
 """
 
 from __future__ import annotations
@@ -334,7 +334,10 @@ def crop_part(root: Path, records: list[Record], part: Path, *, seed: int, synth
                 acc["skipped"].append(rec.path.relative_to(root).as_posix())
                 continue
             face = main_face(det, img)
-            if face is None or min(face.width, face.height) < 20:
+            # a mask_cls photo is labelled as a whole, so even a small detected face beats a centre crop of a
+            # street scene; in rwmfd tiny detections are mostly bystanders, so those photos are skipped
+            min_side = 8 if rec.source.startswith("mask_cls") else 20
+            if face is None or min(face.width, face.height) < min_side:
                 if rec.source.startswith("mask_cls"):  # these are face crops already
                     add(center_crop(img), rec.label, rec)
                 else:
@@ -382,7 +385,8 @@ def build_dataset(
     synth_fraction: float = 0.5,
     limit: int | None = None,
     detector: str = "auto",
-    max_unmasked: int | None = 600,
+    max_unmasked: int | None = None,
+    val_fraction: float = 0.2,
     allow_partial: bool = False,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -391,7 +395,10 @@ def build_dataset(
     Keys: images (N,112,112,3 uint8), label (0 none / 1 correct / 2 incorrect), split (train/val/test/ood/dup:
     a near-duplicate of a never-seen photo, used for nothing),
     source, group, path, synthetic (bool). ``limit`` keeps the first n images of each source (tests).
-    Crops are made per source into part files first (see :func:`build_parts`), so an interrupted build resumes.
+    ``max_unmasked`` (None: all 1000) caps the unmasked mask_cls photos; ``val_fraction`` is the share of the
+    non-test groups used for validation (0.2: a validation split large enough to tell recipes apart; the
+    test groups do not depend on it). Crops are made per source into part files first (see
+    :func:`build_parts`), so an interrupted build resumes.
     """
     root, cache = Path(root), Path(cache)
     if cache.is_file():
@@ -405,6 +412,9 @@ def build_dataset(
                 data = None  # made from interrupted parts: resume them and assemble again
             elif "seed" in data and int(data["seed"]) != seed:
                 raise DatasetError(f"{cache}: built with seed {int(data['seed'])}, not {seed}; use another --cache")
+            elif abs(float(data.get("val_fraction", np.array(0.1))) - val_fraction) > 1e-9:
+                raise DatasetError(f"{cache}: built with val_fraction {float(data.get('val_fraction', np.array(0.1)))}, "
+                                   f"not {val_fraction}; use another --cache")
             if data is not None:
                 return data
     if not root.is_dir():
@@ -433,13 +443,14 @@ def build_dataset(
     keys0 = [f"rwmfd:{pa}" if s == "rwmfd" else g for g, s, pa in zip(data["group"], data["source"], data["path"])]
     grp = union_near_duplicates(data["images"], keys0)
     strata = [s.replace("/synthetic", "") for s in data["source"].tolist()]
-    split = np.array(split_groups(grp, strata, seed), dtype="<U5")
+    split = np.array(split_groups(grp, strata, seed, val_fraction=val_fraction), dtype="<U5")
     split[is_ood] = "ood"
     # a near-duplicate of a never-seen photo must not be trained on either: set it aside ("dup")
     ood_groups = set(np.asarray(grp)[is_ood].tolist())
     split[~is_ood & np.isin(np.asarray(grp), sorted(ood_groups))] = "dup"
     data.update(group=np.array(grp), split=split, skipped=skipped if skipped.size else np.array([""]),
-                version=np.array(CACHE_VERSION), seed=np.array(seed), partial=np.array(bool(incomplete)))
+                version=np.array(CACHE_VERSION), seed=np.array(seed), partial=np.array(bool(incomplete)),
+                val_fraction=np.array(val_fraction))
     _save_npz(cache, data)
     return data
 
