@@ -171,6 +171,98 @@ def bench_baseline_command(
     console.print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}", highlight=False)
 
 
+@app.command("finetune")
+def finetune_command(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder with yaleb/, lfw_dev/ and mask_cls/ (the shared data)."),
+    out: Path = typer.Option(Path("runs/finetune"), "--out", help="Run folder: cache/ (chips + teacher embeddings), last.pt, log.jsonl, summary.json, occluface_resnet.pt; re-running resumes."),
+    steps: int = typer.Option(4000, "--steps", min=1, help="Optimiser steps (the cosine schedule spans them)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Chips per step (clean and occluded mixed)."),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak Adam learning rate (warm-up, then cosine decay to 5%)."),
+    variants: int = typer.Option(4, "--variants", min=1, help="Occluded variants precomputed per training face."),
+    freeze_blocks: int = typer.Option(4, "--freeze-blocks", min=0, max=14, help="Residual blocks kept frozen after the frozen stem."),
+    clean_fraction: float = typer.Option(0.25, "--clean-fraction", help="Share of clean chips in each batch (they keep clean embeddings in place)."),
+    clean_weight: float = typer.Option(2.0, "--clean-weight", min=0.0, help="Loss weight of a clean chip relative to an occluded one."),
+    yaleb_holdout: int = typer.Option(10, "--yaleb-holdout", min=0, help="Yale B identities held out for evaluation (seeded; never trained on)."),
+    lfw_holdout: int = typer.Option(300, "--lfw-holdout", min=0, help="lfw_dev identities held out for evaluation (seeded; never trained on)."),
+    max_faces: int | None = typer.Option(None, "--max-faces", min=1, help="Use a seeded subset of this many training faces (smoke runs)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the held-out split, occlusions, batches and init."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (a GPU run is this one option away)."),
+    threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", min=0.0, help="Save and stop after this long (re-run to resume)."),
+    stop_step: int | None = typer.Option(None, "--stop-step", min=1, help="End (and export) at this step of the --steps schedule: reproduces a run that was cut short."),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="Only build the chip cache."),
+) -> None:
+    """Fine-tune dlib's ResNet for occluded faces by self-distillation; writes the shippable fp16 delta."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from occluface.train.distill import DistillConfig, export_delta, plot_log, prepare, train_distill
+
+    cfg = DistillConfig(
+        seed=seed, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout, variants=variants, max_faces=max_faces,
+        steps=steps, batch_size=batch_size, lr=lr, freeze_blocks=freeze_blocks, clean_fraction=clean_fraction,
+        clean_weight=clean_weight, device=device,
+    )
+    try:
+        manifest = prepare(data, out / "cache", cfg)
+        console.print(f"cache: {manifest['n_faces']} training faces, held out: "
+                      + ", ".join(f"{k} {len(v)}" for k, v in manifest["heldout"].items()), highlight=False)
+        if prepare_only:
+            return
+        summary = train_distill(out / "cache", out, cfg, max_minutes=max_minutes, stop_step=stop_step)
+        if summary["stopped_early"]:
+            console.print(f"stopped at step {summary['steps_done']} of {cfg.steps}; re-run the same command to resume")
+            return
+        info = export_delta(out / "last.pt", out / "occluface_resnet.pt")
+        plot_log(out / "log.jsonl", out / "curves.png")
+    except OccluFaceError as exc:
+        fail(str(exc))
+    import json
+
+    console.print(json.dumps(summary.get("final_val", {}), indent=1), highlight=False)
+    console.print(f"wrote {out / 'occluface_resnet.pt'} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB); "
+                  "ship it as occluface/models/weights/occluface_resnet.pt", highlight=False)
+
+
+@bench_app.command("accuracy")
+def bench_accuracy_command(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder with yaleb/ and lfw_dev/ (or the bundled data/ with lfw/)."),
+    models: str = typer.Option("dlib_resnet,occluface_resnet", "--models", help="Comma-separated models; the first is the baseline. name@file uses another fine-tuned delta file."),
+    occlusion: str = typer.Option("plain,surgical,kn95,dust,lowlight", "--occlusion", help="Comma-separated occlusion kinds; clean probes are always measured."),
+    yaleb_holdout: int = typer.Option(10, "--yaleb-holdout", min=0, help="Held-out Yale B identities (same seeded set as occluface finetune)."),
+    lfw_holdout: int = typer.Option(300, "--lfw-holdout", min=0, help="Held-out LFW identities (same seeded set as occluface finetune)."),
+    probes_per_identity: int = typer.Option(20, "--probes-per-identity", min=1, help="Yale B probes per identity (seeded sample)."),
+    lfw_people: int | None = typer.Option(None, "--lfw-people", min=2, help="Score only the first N held-out LFW people (quick runs)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the held-out split, probe sample and occlusions."),
+    exact_dlib: bool = typer.Option(False, "--exact-dlib", help="Run dlib_resnet with dlib's own code (slow) instead of its exact PyTorch port."),
+    threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    out: Path = typer.Option(Path("reports/accuracy"), "--out", help="Folder for report.md, metrics.json and the plots."),
+    cache: Path | None = typer.Option(None, "--cache", help="Keep the probes' dlib chips here, so re-running with other models skips the occlusion + chip work."),
+) -> None:
+    """dlib baseline vs occluface models on held-out identities, clean and occluded: rank-1, AUC, TAR@FAR=1e-3."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from occluface.eval.accuracy import run_accuracy, write_report
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    kinds = [k.strip() for k in occlusion.split(",") if k.strip()]
+    try:
+        result = run_accuracy(
+            data, models=names, occlusions=kinds, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout,
+            probes_per_identity=probes_per_identity, lfw_people=lfw_people, seed=seed, exact_dlib=exact_dlib,
+            device=device, cache=cache,
+        )
+        paths = write_report(result, out)
+    except OccluFaceError as exc:
+        fail(str(exc))
+    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint written by `occluface train` (e.g. runs/train/best.pt)."),

@@ -115,7 +115,7 @@ def default_backends(compile: bool = False, cuda: bool | None = None) -> list[st
     names = ["dlib-single", "dlib-batch", "port-eager", "port-fast"]
     if compile:
         names.append("port-compile")
-    names.append("port-onnx")
+    names += ["port-onnx", "finetuned-fast"]  # finetuned-*: occluface_resnet, dlib's net fine-tuned for occlusion
     if cuda is None:
         import importlib.util
 
@@ -125,7 +125,7 @@ def default_backends(compile: bool = False, cuda: bool | None = None) -> list[st
 
             cuda = torch.cuda.is_available()
     if cuda:
-        names += ["port-cuda", "port-cuda-fp16", "dlib-cuda" if _dlib_has_cuda() else None]
+        names += ["port-cuda", "port-cuda-fp16", "finetuned-cuda", "dlib-cuda" if _dlib_has_cuda() else None]
     return [n for n in names if n]
 
 
@@ -148,6 +148,8 @@ DESCRIPTIONS = {
     "port-onnx": "port exported to ONNX, ONNX Runtime CPU",
     "port-cuda": "port, fp32 on CUDA, channels-last",
     "port-cuda-fp16": "port, fp16 autocast on CUDA, channels-last",
+    "finetuned-fast": "occluface_resnet (fine-tuned port), fp32, channels-last + inference_mode",
+    "finetuned-cuda": "occluface_resnet (fine-tuned port), fp32 on CUDA, channels-last",
 }
 
 
@@ -264,7 +266,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             from occluface.models import create
 
-            model = create("dlib_resnet_torch")
+            model = create("occluface_resnet" if backend.startswith("finetuned") else "dlib_resnet_torch")
         model.eval()
         size = tuple(getattr(model, "input_size", (150, 150)))
         result["input"] = f"{size[0]}x{size[1]}"

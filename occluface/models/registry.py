@@ -27,6 +27,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "occluface.models.ressanet",
     "occluface.models.dlib_resnet",
     "occluface.models.dlib_port",
+    "occluface.models.dlib_finetuned",
 )
 
 
