@@ -198,3 +198,14 @@ def test_synth_learned_masks_a_photo_and_rejects_non_images(sample_run, tmp_path
     res = runner.invoke(app, ["synth", str(bad), str(tmp_path / "x.png"), "--kind", "learned", "-p", f"weights={weights}"])
     assert res.exit_code == 2
     assert "notes.jpg" in res.output and "image" in res.output and "Traceback" not in res.output
+
+
+def test_synth_learned_single_photo_into_a_folder(sample_run, tmp_path):
+    """DST without an image suffix is a folder: the photo keeps its name there (was a PIL 'unknown extension')."""
+    root, _ = sample_run
+    weights = root / "run" / "generator.pt"
+    src = DATA / "samples" / "fr_obama.jpg"
+    res = runner.invoke(app, ["synth", str(src), str(tmp_path / "out"), "--kind", "learned", "-p", f"weights={weights}",
+                              "--textures", str(DATA / "mask_textures")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "fr_obama.jpg").is_file()

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from occluface.data.images import IMAGE_EXTENSIONS
 from occluface.errors import CheckpointError, DatasetError, ImageError, OccluFaceError
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "models" / "weights"
@@ -105,6 +106,8 @@ def synthesize_learned(src: str | Path, dst: str | Path, kind: str = "learned", 
     single = src.is_file()
     if single:
         load_rgb(src)  # a clear ImageError for a file that is not an image, before loading any model
+        if dst.is_dir() or dst.suffix.lower() not in IMAGE_EXTENSIONS:  # DST names a folder: keep the file name
+            dst = dst / src.name
     elif not src.is_dir():
         raise DatasetError(f"{src}: no such image file or folder")
     elif dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
