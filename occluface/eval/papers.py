@@ -338,7 +338,7 @@ def _score(checkpoint: Path, folders: dict[str, Path], device: Any) -> dict[str,
         rank1_identification,
         verification_metrics,
     )
-    from occluface.eval.report import _embed, select_samples
+    from occluface.eval.report import embed_samples, select_samples
     from occluface.train.checkpoint import load_model
 
     loaded = load_model(checkpoint, map_location=device)
@@ -348,7 +348,7 @@ def _score(checkpoint: Path, folders: dict[str, Path], device: Any) -> dict[str,
     for name, folder in folders.items():
         samples, _ = select_samples(loaded, folder, "test")
         labels = np.asarray([s.label for s in samples])
-        emb, logits = _embed(loaded, samples, batch_size=64, progress=False, device=device)
+        emb, logits = embed_samples(loaded, samples, batch_size=64, progress=False, device=device)
         y = np.asarray([index[lab] for lab in labels])
         accuracy = float((logits[:, : len(index)].argmax(axis=1) == y).mean())
         auc = None
@@ -633,15 +633,10 @@ def _bar_plot(result: dict[str, Any], out_png: Path) -> Path:
     return out_png
 
 
-def _jsonable(obj: Any) -> Any:
-    from occluface.eval.report import _jsonable as conv
-
-    return conv(obj)
-
-
 def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | None = None) -> dict[str, Any]:
     """Write ``papers.md``, ``papers.json``, ``<experiment>_curves.png`` and ``accuracy.png`` into ``out_dir``."""
     from occluface.eval.curves import plot_training_curves
+    from occluface.eval.report import to_jsonable
 
     out = Path(out_dir)
     try:
@@ -730,5 +725,5 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
     md_path = out / "papers.md"
     md_path.write_text("\n".join(md), encoding="utf-8")
     js_path = out / "papers.json"
-    js_path.write_text(json.dumps(_jsonable(result), indent=2) + "\n", encoding="utf-8")
+    js_path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n", encoding="utf-8")
     return {"md": md_path, "json": js_path, "figures": [out / f for f in figures.values()]}

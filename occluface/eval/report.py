@@ -37,16 +37,16 @@ __all__ = ["SPLITS", "evaluate_checkpoint", "compare_runs", "run_summary", "sele
 # ----------------------------------------------------------------------------- helpers
 
 
-def _jsonable(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
     """numpy scalars/arrays and Paths to plain JSON types; NaN/inf become None (JSON has no such numbers)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
+        return to_jsonable(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Path):
@@ -106,7 +106,7 @@ def select_samples(loaded: Any, data_dir: str | Path, split: str) -> tuple[list[
     return sorted(test), f"test split recomputed from the checkpoint's config ({how}); no split was recorded"
 
 
-def _embed(
+def embed_samples(
     loaded: Any, samples: list[Any], *, batch_size: int, progress: bool, device: Any, num_workers: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised embeddings and classifier logits for every sample, in order."""
@@ -207,7 +207,7 @@ def evaluate_checkpoint(
 
     samples, split_text = select_samples(loaded, data_dir, split)
     labels = np.asarray([s.label for s in samples])
-    emb, logits = _embed(
+    emb, logits = embed_samples(
         loaded, samples, batch_size=batch_size, progress=progress, device=dev, num_workers=num_workers
     )
     notes: list[str] = []
@@ -329,7 +329,7 @@ def evaluate_checkpoint(
     metrics["identification"] = ident
     metrics["figures"] = figures
     metrics["notes"] = notes
-    metrics = _jsonable(metrics)
+    metrics = to_jsonable(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     report = out / "report.md"
     report.write_text(_report_md(metrics, closed), encoding="utf-8")
@@ -504,6 +504,6 @@ def compare_runs(
     ]
     (out / "comparison.md").write_text("\n".join(md), encoding="utf-8")
     result = {"runs": runs, "figure": png.name}
-    (out / "comparison.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n", encoding="utf-8")
+    (out / "comparison.json").write_text(json.dumps(to_jsonable(result), indent=2) + "\n", encoding="utf-8")
     result["out_dir"] = str(out)
     return result
