@@ -738,6 +738,7 @@ def calibrate_command(
     max_identities: int = typer.Option(None, "--max-identities", help="Use a seeded subset of people."),
     save_default: bool = typer.Option(False, "--save-default", help="Write the calibration shipped with the package."),
     out: Path = typer.Option(None, "--out", help="Write the thresholds here instead of the user calibration."),
+    exclude_heldout: bool = typer.Option(False, "--exclude-heldout", help="Leave out the identities the model's weights file keeps for evaluation (occluface_resnet)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Pick the similarity threshold from labelled photos and report its FAR/FRR there."""
@@ -745,8 +746,15 @@ def calibrate_command(
         calibrate_folder, save_thresholds, shipped_thresholds_path, user_thresholds_path,
     )
 
+    exclude: set[str] = set()
+    if exclude_heldout:
+        if model != "occluface_resnet":
+            fail(f"--exclude-heldout: {model} records no held-out identities (only occluface_resnet does)")
+        from occluface.models.dlib_finetuned import weights_meta
+
+        exclude = {name for names in weights_meta()["heldout"].values() for name in names}
     th, skipped = calibrate_folder(data, model=model, detector=detector, target_far=target_far,
-                                   max_identities=max_identities)
+                                   max_identities=max_identities, exclude=exclude)
     path = out or (shipped_thresholds_path(model) if save_default else user_thresholds_path(model))
     save_thresholds(th, path)
     if as_json:

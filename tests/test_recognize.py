@@ -115,3 +115,28 @@ def test_cli_enroll_identify_remove(tmp_path):
     assert json.loads(r.stdout) == []
     r = runner.invoke(app, ["identify", str(tmp_path / "missing.jpg"), "-g", g])
     assert r.exit_code != 0
+
+
+def test_calibration_leaves_out_excluded_identities():
+    """A model's evaluation identities must not choose its threshold: `exclude` drops them before the draw."""
+    from occluface.errors import DatasetError
+    from occluface.eval.calibration import calibrate_folder
+
+    lfw = SAMPLES.parent / "lfw"
+    people = sorted(d.name for d in lfw.iterdir() if d.is_dir())
+    th, _ = calibrate_folder(lfw, exclude=people[:4], target_far=0.05, progress=False)
+    assert th.n_identities == len(people) - 4 and "without 4 excluded" in th.data
+    with pytest.raises(DatasetError, match="no identities left"):
+        calibrate_folder(lfw, exclude=people, progress=False)
+
+
+def test_finetuned_model_ships_a_calibrated_threshold(tmp_path):
+    """occluface_resnet must not fall back to the generic 0.5 cosine: that named Biden as Obama."""
+    from occluface.gallery.store import open_gallery
+    from occluface.recognize import Recognizer
+
+    rec = Recognizer(open_gallery(tmp_path / "g.sqlite3"), model="occluface_resnet", check_masks=False)
+    assert rec.thresholds.source == "calibrated" and rec.thresholds.identify > 0.9
+    rec.enroll("Obama", [SAMPLES / "fr_obama.jpg"])
+    labels = sorted(m.label for m in rec.identify(SAMPLES / "fr_two_people_obama_biden.jpg"))
+    assert labels == ["Obama", "unknown"]

@@ -13,11 +13,11 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from occluface.errors import OccluFaceError
+from occluface.errors import DatasetError, OccluFaceError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "thresholds"
 UNCALIBRATED_THRESHOLD = 0.5
@@ -154,9 +154,13 @@ def calibrate_folder(
     target_far: float = 1e-3,
     max_identities: int | None = None,
     seed: int = 0,
+    exclude: Iterable[str] = (),
     progress: bool = True,
 ) -> tuple[Thresholds, list[tuple[str, str]]]:
-    """Detect, embed and calibrate on a folder-per-identity data set; returns the skipped images too."""
+    """Detect, embed and calibrate on a folder-per-identity data set; returns the skipped images too.
+
+    ``exclude`` names identities to leave out (e.g. a model's evaluation identities, which must not pick its
+    threshold either); they are dropped before the seeded ``max_identities`` draw."""
     import random
 
     from rich.progress import Progress
@@ -167,6 +171,10 @@ def calibrate_folder(
     from occluface.recognize import read_image
 
     samples = scan_folder(data_dir)
+    excluded = set(exclude)
+    samples = [s for s in samples if s.label not in excluded]
+    if not samples:
+        raise DatasetError(f"{data_dir}: no identities left after excluding {len(excluded)}")
     identities = sorted({s.label for s in samples})
     if max_identities and len(identities) > max_identities:
         identities = sorted(random.Random(seed).sample(identities, max_identities))
@@ -191,5 +199,6 @@ def calibrate_folder(
             chips.append(embedder.chip(image, face.box, face.landmarks))
             labels.append(s.label)
     emb = embedder.embed_chips(chips)
-    th = calibrate_thresholds(emb, labels, model_id=model, target_far=target_far, data=str(data_dir))
+    where = str(data_dir) + (f" without {len(excluded)} excluded identities" if excluded else "")
+    th = calibrate_thresholds(emb, labels, model_id=model, target_far=target_far, data=where)
     return th, skipped
