@@ -26,6 +26,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _show_report(markdown: Path, *written: Path) -> None:
+    """Print a benchmark's Markdown report, then the files it wrote (every bench command ends this way)."""
+    console.print(Path(markdown).read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one clear line and exit: users see the problem, not a traceback."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -167,8 +173,7 @@ def bench_baseline_command(
         paths = write_report(result, out)
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}", highlight=False)
+    _show_report(paths["md"], paths["md"], paths["json"], paths["png"])
 
 
 @app.command("finetune")
@@ -259,8 +264,7 @@ def bench_accuracy_command(
         paths = write_report(result, out)
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    _show_report(paths["md"], *paths.values())
 
 
 @app.command("evaluate")
@@ -340,8 +344,7 @@ def compare_command(
     except OccluFaceError as exc:
         fail(str(exc))
     md = Path(result["out_dir"]) / "comparison.md"
-    console.print(md.read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {md}, {Path(result['out_dir']) / 'comparison.json'}, {Path(result['out_dir']) / result['figure']}", highlight=False)
+    _show_report(md, md, Path(result["out_dir"]) / "comparison.json", Path(result["out_dir"]) / result["figure"])
 
 
 @bench_app.command("rollcall")
@@ -380,8 +383,7 @@ def bench_rollcall_command(
         paths = write_report(result, out, command=command)
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    _show_report(paths["md"], *paths.values())
 
 
 @app.command("synth")
@@ -477,8 +479,7 @@ def bench_search_command(
         f"--approx {','.join(kinds)} --threads {threads} --seed {seed} --query-noise {query_noise:g} --out {shlex.quote(str(out))}"
     )
     paths = write_report(result, out, command=command)
-    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}", highlight=False)
+    _show_report(paths["md"], paths["md"], paths["json"], paths["png"])
 
 
 # ----------------------------------------------------------------------------- recognition (gallery)
@@ -852,8 +853,7 @@ def bench_detect_command(
         )
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print((out / "detection.md").read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {out / 'detection.md'}, {out / 'detection.json'}, {out / 'detection.png'}", highlight=False)
+    _show_report(out / "detection.md", out / "detection.md", out / "detection.json", out / "detection.png")
 
 
 @app.command("demo")
@@ -966,8 +966,7 @@ def bench_speed_command(
         paths = write_report(result, out)
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}", highlight=False)
+    _show_report(paths["markdown"], paths["markdown"], paths["json"], paths["plot"])
 
 
 @bench_app.command("papers")
@@ -1028,8 +1027,7 @@ def bench_papers_command(
         paths = write_report(result, out, command=shlex.join(parts))
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print(paths["md"].read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {paths['md']}, {paths['json']}, " + ", ".join(str(p) for p in paths["figures"]), highlight=False)
+    _show_report(paths["md"], paths["md"], paths["json"], *paths["figures"])
 
 
 # ----------------------------------------------------------------------------- mask classifier (issue 6)
@@ -1150,8 +1148,7 @@ def bench_maskcls_command(
         evaluate(load_weights(weights), ds, out)
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print((out / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, {out / 'confusion.png'}", highlight=False)
+    _show_report(out / "report.md", out / "report.md", out / "metrics.json", out / "confusion.png")
 
 
 # ----------------------------------------------------------------------------- reliability (issue 9)
@@ -1228,8 +1225,7 @@ def bench_load_command(
     parts += (["--seconds", f"{seconds:g}"] if seconds else []) + (["--image", str(image)] if image else [])
     result.command = " ".join(shlex.quote(p) for p in parts)
     md, js = write_report(result, out)
-    console.print(md.read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {md}, {js}", highlight=False)
+    _show_report(md, md, js)
     if result.errors or not result.health_after_ok:
         raise typer.Exit(1)
 
@@ -1320,8 +1316,7 @@ def synth_eval_command(
                  max_faces=max_faces, max_refs=max_refs, rows=rows, seed=seed)
     except OccluFaceError as exc:
         fail(str(exc))
-    console.print((out / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, {out / 'grid.png'}", highlight=False)
+    _show_report(out / "report.md", out / "report.md", out / "metrics.json", out / "grid.png")
 
 
 def main() -> None:
