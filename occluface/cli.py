@@ -1095,13 +1095,20 @@ def train_maskcls_command(
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Share of the non-test faces used for validation (epoch choice)."),
     synth_fraction: float = typer.Option(0.5, "--synth-fraction", min=0.0, max=1.0, help="Share of unmasked faces given synthetic masks."),
     lfw: int = typer.Option(150, "--lfw", min=0, help="lfw_dev photos kept as a never-seen unmasked set."),
+    lfw_train: int = typer.Option(0, "--lfw-train", min=0,
+                                  help="Further lfw_dev people (one photo each, plus a synthetic correct and incorrect mask) "
+                                       "added to the training split only."),
     ship: Path | None = typer.Option(None, "--ship", help="Also copy the fp16 best weights here (e.g. occluface/models/weights/...)."),
     test_report: bool = typer.Option(True, "--test-report/--no-test-report",
                                      help="Score the held-out test split at the end (off while comparing recipes: choose on validation only)."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
+                                   help="Choose the masked-logit bias on validation and store it in weights.pt."),
 ) -> None:
-    """Train the mask classifier (grouped seeded 9:1 split; epoch chosen on validation) and report on the test split."""
+    """Train the mask classifier (grouped seeded 9:1 split; epoch and masked-logit bias chosen on validation) and
+    report on the test split."""
     import shutil
 
+    from occluface.maskcheck.calibrate import calibrate_weights
     from occluface.maskcheck.data import build_dataset
     from occluface.maskcheck.evaluate import evaluate
     from occluface.maskcheck.model import load_weights
@@ -1112,12 +1119,15 @@ def train_maskcls_command(
                           seed=seed, threads=threads)
     try:
         ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                           synth_fraction=synth_fraction, lfw=lfw)
+                           synth_fraction=synth_fraction, lfw=lfw, lfw_train=lfw_train)
         summary = train(ds, out, cfg)
+        chosen = calibrate_weights(out / "weights.pt", ds) if calibrate else None
         if test_report:
             evaluate(load_weights(out / "weights.pt"), ds, out / "report")
     except OccluFaceError as exc:
         fail(str(exc))
+    if chosen is not None:
+        _print_mask_bias(chosen)
     if ship is not None:
         ship.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "weights.pt", ship)
@@ -1125,6 +1135,40 @@ def train_maskcls_command(
         console.print((out / "report" / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"best epoch {summary['best_epoch']} (val macro F1 {summary['best_val_macro_f1']:.4f}); "
                   f"weights {out / 'weights.pt'}" + (f", shipped to {ship}" if ship else ""), highlight=False)
+
+
+def _print_mask_bias(chosen: dict) -> None:
+    before, after = chosen["val_errors_before"], chosen["val_errors_after"]
+    console.print(f"masked-logit bias {chosen['bias']:+.3f} (best range {chosen['best_range'][0]:+.2f} .. "
+                  f"{chosen['best_range'][1]:+.2f}) chosen on {chosen['val_faces']} validation faces: macro F1 "
+                  f"{chosen['val_macro_f1_before']:.4f} -> {chosen['val_macro_f1_after']:.4f}; masked called unmasked "
+                  f"{before['false_unmasked']} -> {after['false_unmasked']}, unmasked called masked "
+                  f"{before['false_masked']} -> {after['false_masked']}", highlight=False)
+
+
+@app.command("calibrate-maskcls")
+def calibrate_maskcls_command(
+    weights: Path = typer.Option(..., "--weights", help="Mask-classifier weight file to calibrate (rewritten unless --out)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the calibrated weights here instead."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder."),
+    cache: Path = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with)."),
+    max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
+    lfw_train: int = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with)."),
+) -> None:
+    """Choose a trained mask classifier's masked-logit bias on the validation split (never the test split)."""
+    from occluface.maskcheck.calibrate import calibrate_weights
+    from occluface.maskcheck.data import build_dataset
+
+    try:
+        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
+                           lfw_train=lfw_train)
+        chosen = calibrate_weights(weights, ds, out)
+    except OccluFaceError as exc:
+        fail(str(exc))
+    _print_mask_bias(chosen)
+    console.print(f"wrote {out or weights}", highlight=False)
 
 
 @bench_app.command("maskcls")
@@ -1135,6 +1179,7 @@ def bench_maskcls_command(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with)."),
     max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
+    lfw_train: int = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with)."),
     out: Path = typer.Option(Path("reports/maskcls"), "--out", help="Folder for report.md, metrics.json, confusion PNGs."),
 ) -> None:
     """Confusion matrix, precision/recall/F1/accuracy on the held-out split and accuracy on never-seen sets."""
@@ -1144,7 +1189,8 @@ def bench_maskcls_command(
 
     try:
         with console.status("building / loading the cropped-face cache..."):
-            ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction, progress=False)
+            ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
+                               lfw_train=lfw_train, progress=False)
         evaluate(load_weights(weights), ds, out)
     except OccluFaceError as exc:
         fail(str(exc))

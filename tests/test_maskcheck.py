@@ -302,3 +302,87 @@ def test_train_and_bench_commands_report_missing_data_clearly(tmp_path):
         res = runner.invoke(app, [*cmd, "--data", str(tmp_path / "nodata"), "--cache", str(tmp_path / "c.npz")])
         assert res.exit_code == 2, res.output
         assert "data folder not found" in " ".join(res.output.split())
+
+
+# ----------------------------------------------------------------------------- masked-logit bias (validation-chosen)
+
+
+def test_mask_bias_is_chosen_in_the_middle_of_the_best_range():
+    from occluface.maskcheck.calibrate import choose_mask_bias, decide
+
+    # unmasked faces are sure (P(masked) <= 0.05); two real masks sit just below 0.5: argmax misses them
+    p_masked = np.array([0.01, 0.02, 0.05, 0.30, 0.40, 0.90, 0.97, 0.99])
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    proba = np.stack([1 - p_masked, p_masked], 1)
+    chosen = choose_mask_bias(proba, y)
+    assert chosen["val_errors_before"] == {"false_masked": 0, "false_unmasked": 2, "wrong": 2}
+    assert chosen["val_errors_after"]["wrong"] == 0 and chosen["val_macro_f1_after"] == 1.0
+    # zero errors from logit(0.3) - ... : between log(0.05/0.95) and log(0.30/0.70) on the odds scale
+    lo, hi = -np.log(0.30 / 0.70), -np.log(0.05 / 0.95)
+    assert lo <= chosen["bias"] <= hi and abs(chosen["bias"] - (lo + hi) / 2) < 0.06
+    assert (decide(np.log(proba), chosen["bias"]) == y).all()
+    # a classifier that is already right with equal margins keeps a bias near zero
+    sym = np.array([0.1, 0.2, 0.8, 0.9])
+    assert abs(choose_mask_bias(np.stack([1 - sym, sym], 1), np.array([0, 0, 1, 1]))["bias"]) < 0.06
+    with pytest.raises(OccluFaceError):
+        choose_mask_bias(np.zeros((0, 2)), np.zeros(0, int))
+
+
+def test_mask_bias_moves_probabilities_survives_the_weight_file_and_not_gradcam(tmp_path):
+    from occluface.maskcheck.cam import gradcam
+    from occluface.maskcheck.model import MaskNet, load_weights, save_weights
+    from occluface.maskcheck.train import predict_proba
+
+    torch.manual_seed(0)
+    net = MaskNet(3, width=8, input_size=48).eval()
+    crops = np.random.default_rng(0).integers(0, 255, (4, 48, 48, 3), dtype=np.uint8)
+    before = predict_proba(net, crops)
+    heat_before = gradcam(net, crops[0], target=1)
+    net.mask_bias = 1.5
+    after = predict_proba(net, crops)
+    # every masked class's odds against "none" grow by e^1.5; the masked classes keep their ratio
+    np.testing.assert_allclose(after[:, 1] / after[:, 0], np.exp(1.5) * before[:, 1] / before[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(after[:, 1] / after[:, 2], before[:, 1] / before[:, 2], rtol=1e-4)
+    np.testing.assert_allclose(gradcam(net, crops[0], target=1), heat_before, atol=1e-5)
+    save_weights(tmp_path / "w.pt", net, {"x": 1})
+    again = load_weights(tmp_path / "w.pt")
+    assert again.mask_bias == 1.5
+    np.testing.assert_allclose(predict_proba(again, crops), after, atol=0.02)
+    from occluface.train.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(tmp_path / "w.pt")
+    payload["model"]["mask_bias"] = float("nan")
+    save_checkpoint(tmp_path / "bad.pt", payload)
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_weights(tmp_path / "bad.pt")
+
+
+def test_calibrate_weights_uses_validation_only_and_rewrites_the_file(tmp_path):
+    from occluface.maskcheck.calibrate import calibrate_weights
+    from occluface.maskcheck.model import MaskNet, load_weights, save_weights
+
+    torch.manual_seed(0)
+    save_weights(tmp_path / "w.pt", MaskNet(3, width=8, input_size=48), {"epoch": 3})
+    data = _fake_data()
+    chosen = calibrate_weights(tmp_path / "w.pt", data)
+    model = load_weights(tmp_path / "w.pt")
+    assert model.mask_bias == chosen["bias"] and model.meta["epoch"] == 3 and model.meta["mask_bias"]["bias"] == chosen["bias"]
+    assert chosen["val_faces"] == (data["split"] == "val").sum()
+    # the test split does not take part: scrambling its labels changes nothing
+    scrambled = dict(data, label=np.where(data["split"] == "test", 0, data["label"]))
+    assert calibrate_weights(tmp_path / "w.pt", scrambled, tmp_path / "w2.pt")["bias"] == chosen["bias"]
+
+
+def test_extra_lfw_training_people_are_never_the_never_seen_ones(tmp_path):
+    for i in range(30):
+        (tmp_path / "lfw_dev" / f"person_{i:02d}").mkdir(parents=True)
+        for k in range(2):
+            (tmp_path / "lfw_dev" / f"person_{i:02d}" / f"person_{i:02d}_{k}.jpg").write_bytes(b"x")
+    ood = mdata.list_lfw(tmp_path, 10, seed=0)
+    extra = mdata.list_lfw(tmp_path, 10, seed=0, train=15)
+    assert len(ood) == 10 and len(extra) == 15
+    assert not {r.group.split(":")[1] for r in ood} & {r.group.split(":")[1] for r in extra}
+    assert {r.source for r in extra} == {mdata.LFW_TRAIN} and all(r.label == mdata.NONE for r in extra)
+    assert all(r.path.name.endswith("_0.jpg") for r in extra)
+    # asking for more people than exist takes what is left, and none of the never-seen ones
+    assert len(mdata.list_lfw(tmp_path, 10, seed=0, train=100)) == 20

@@ -9,7 +9,10 @@ array. Sources:
   crawl folders is kept out of training entirely -- the *OOD* set, never seen in any form;
 * for every unmasked face, one synthetic correctly worn mask and one incorrectly worn mask (nose or chin
   uncovered), both from the occlusion pipeline, in the same split as their source face;
-* optionally ``lfw_dev`` faces (unmasked, never trained on) as an out-of-distribution negative set.
+* optionally ``lfw_dev`` faces (unmasked, never trained on) as an out-of-distribution negative set;
+* optionally more ``lfw_dev`` people (never those of the never-seen set), each photo cropped unmasked and
+  with a synthetic correct and incorrect mask: *training* faces only, so the validation and test splits
+  stay exactly the faces they were without them (recipes stay comparable).
 
 Near-duplicates (``<n>.jpg`` / ``augmented_image_<n>.jpg``, ``x_copy_<k>``, mirrored copies, identical
 thumbnails) share a group, and the 9:1 train/test split is drawn over groups so none straddles it; a
@@ -94,15 +97,22 @@ def list_rwmfd(root: Path) -> list[Record]:
     return out
 
 
-def list_lfw(root: Path, n: int, seed: int) -> list[Record]:
-    """A seeded sample of ``n`` lfw_dev photos (one per person) as unmasked out-of-distribution faces."""
+LFW_TRAIN = "lfw_dev/train"
+
+
+def list_lfw(root: Path, n: int, seed: int, *, train: int = 0) -> list[Record]:
+    """A seeded sample of ``n`` lfw_dev photos (one per person) as unmasked out-of-distribution faces; with
+    ``train``, instead the first photo of ``train`` further people of the same seeded order (so never one of
+    those ``n``), as training faces (source ``LFW_TRAIN``)."""
     folder = root / "lfw_dev"
-    if n <= 0 or not folder.is_dir():
+    if (train if train else n) <= 0 or not folder.is_dir():
         return []
     people = sorted(d for d in folder.iterdir() if d.is_dir())
-    rng = np.random.default_rng(seed)
-    chosen = [people[i] for i in sorted(rng.permutation(len(people))[:n])]
-    return [Record(sorted(d.glob("*.jpg"))[0], NONE, "lfw", f"lfw:{d.name}") for d in chosen if any(d.glob("*.jpg"))]
+    order = np.random.default_rng(seed).permutation(len(people))
+    picked = order[n : n + train] if train else order[:n]
+    source = LFW_TRAIN if train else "lfw"
+    chosen = [people[i] for i in sorted(picked)]
+    return [Record(sorted(d.glob("*.jpg"))[0], NONE, source, f"{source}:{d.name}") for d in chosen if any(d.glob("*.jpg"))]
 
 
 def ood_folders(records: list[Record], fraction: float, seed: int) -> set[str]:
@@ -248,22 +258,30 @@ def main_face(detector: Any, image: np.ndarray) -> Any:
 
 
 PART_SOURCES = ("mask_cls/with_mask", "mask_cls/without_mask", "rwmfd", "lfw")
+#: Sources whose unmasked faces get synthetic masks (``LFW_TRAIN`` always, the others by ``synth_fraction``).
+SYNTH_SOURCES = ("mask_cls/without_mask", LFW_TRAIN)
 
 
-def _records(root: Path, seed: int, lfw: int, limit: int | None, max_unmasked: int | None = None) -> dict[str, list[Record]]:
+def _sources(lfw_train: int) -> tuple[str, ...]:
+    return PART_SOURCES + ((LFW_TRAIN,) if lfw_train else ())
+
+
+def _records(root: Path, seed: int, lfw: int, limit: int | None, max_unmasked: int | None = None,
+             lfw_train: int = 0) -> dict[str, list[Record]]:
     cls_records = list_mask_cls(root)
     out = {
         "mask_cls/with_mask": [r for r in cls_records if r.source == "mask_cls/with_mask"],
         "mask_cls/without_mask": [r for r in cls_records if r.source == "mask_cls/without_mask"],
         "rwmfd": list_rwmfd(root) if (root / "rwmfd_masked").is_dir() else [],
         "lfw": list_lfw(root, lfw, seed),
+        LFW_TRAIN: list_lfw(root, lfw, seed, train=lfw_train),
     }
     if max_unmasked:  # a seeded subset of the unmasked photos (each gets synthetic masks: the costly part)
         v = out["mask_cls/without_mask"]
         keep = sorted(np.random.default_rng(seed + 3).permutation(len(v))[:max_unmasked])
         out["mask_cls/without_mask"] = [v[i] for i in keep]
     if limit:
-        out = {k: v[: (max(1, limit // 4) if k == "lfw" else limit)] for k, v in out.items()}
+        out = {k: v[: (max(1, limit // 4) if k in ("lfw", LFW_TRAIN) else limit)] for k, v in out.items()}
     return out
 
 
@@ -344,8 +362,8 @@ def crop_part(root: Path, records: list[Record], part: Path, *, seed: int, synth
                     acc["skipped"].append(rec.path.relative_to(root).as_posix())
             else:
                 add(align_face(img, face.landmarks, CROP), rec.label, rec)
-                wants_synth = np.random.default_rng(seed * 100003 + k).random() < synth_fraction
-                if rec.source == "mask_cls/without_mask" and wants_synth:
+                wants_synth = rec.source == LFW_TRAIN or np.random.default_rng(seed * 100003 + k).random() < synth_fraction
+                if rec.source in SYNTH_SOURCES and wants_synth:
                     good, bad = synth_masks(img, seed * 100003 + k, face.landmarks)
                     if good is not None:
                         add(align_face(good, face.landmarks, CROP), CORRECT, rec, synth=True)
@@ -364,12 +382,14 @@ def _save_npz(path: Path, data: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def build_parts(root: str | Path, cache: str | Path, sources: tuple[str, ...] = PART_SOURCES, *, seed: int = 0,
+def build_parts(root: str | Path, cache: str | Path, sources: tuple[str, ...] | None = None, *, seed: int = 0,
                 lfw: int = 200, synth_fraction: float = 0.6, limit: int | None = None, detector: str = "auto",
-                max_unmasked: int | None = None, progress: bool = True) -> None:
-    """Crop the given sources into per-source part files next to ``cache`` (resumable; one process per source)."""
+                max_unmasked: int | None = None, lfw_train: int = 0, progress: bool = True) -> None:
+    """Crop the given sources (default: all in use) into per-source part files next to ``cache`` (resumable;
+    one process per source)."""
     root, cache = Path(root), Path(cache)
-    recs = _records(root, seed, lfw, limit, max_unmasked)
+    recs = _records(root, seed, lfw, limit, max_unmasked, lfw_train)
+    sources = _sources(lfw_train) if sources is None else sources
     for source in sources:
         crop_part(root, recs[source], _part_path(cache, source), seed=seed, synth_fraction=synth_fraction,
                   detector=detector, progress=progress)
@@ -387,6 +407,7 @@ def build_dataset(
     detector: str = "auto",
     max_unmasked: int | None = None,
     val_fraction: float = 0.2,
+    lfw_train: int = 0,
     allow_partial: bool = False,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -397,8 +418,9 @@ def build_dataset(
     source, group, path, synthetic (bool). ``limit`` keeps the first n images of each source (tests).
     ``max_unmasked`` (None: all 1000) caps the unmasked mask_cls photos; ``val_fraction`` is the share of the
     non-test groups used for validation (0.2: a validation split large enough to tell recipes apart; the
-    test groups do not depend on it). Crops are made per source into part files first (see
-    :func:`build_parts`), so an interrupted build resumes.
+    test groups do not depend on it). ``lfw_train`` adds that many lfw_dev people as training faces, each
+    also synthetically masked (never validation or test, never the never-seen lfw people). Crops are made
+    per source into part files first (see :func:`build_parts`), so an interrupted build resumes.
     """
     root, cache = Path(root), Path(cache)
     if cache.is_file():
@@ -415,6 +437,9 @@ def build_dataset(
             elif abs(float(data.get("val_fraction", np.array(0.1))) - val_fraction) > 1e-9:
                 raise DatasetError(f"{cache}: built with val_fraction {float(data.get('val_fraction', np.array(0.1)))}, "
                                    f"not {val_fraction}; use another --cache")
+            elif int(data.get("lfw_train", np.array(0))) != lfw_train:
+                raise DatasetError(f"{cache}: built with {int(data.get('lfw_train', np.array(0)))} extra lfw_dev training "
+                                   f"people, not {lfw_train}; use another --cache")
             if data is not None:
                 return data
     if not root.is_dir():
@@ -422,9 +447,9 @@ def build_dataset(
     list_mask_cls(root)  # clear error when the set is missing
     if not allow_partial:
         build_parts(root, cache, seed=seed, lfw=lfw, synth_fraction=synth_fraction, limit=limit, detector=detector,
-                    max_unmasked=max_unmasked, progress=progress)
+                    max_unmasked=max_unmasked, lfw_train=lfw_train, progress=progress)
     parts, names = [], []
-    for source in PART_SOURCES:
+    for source in _sources(lfw_train):
         if not _part_path(cache, source).is_file():
             raise DatasetError(f"{_part_path(cache, source)}: not cropped yet; run without allow_partial to build it")
         with np.load(_part_path(cache, source), allow_pickle=False) as z:
@@ -445,12 +470,13 @@ def build_dataset(
     strata = [s.replace("/synthetic", "") for s in data["source"].tolist()]
     split = np.array(split_groups(grp, strata, seed, val_fraction=val_fraction), dtype="<U5")
     split[is_ood] = "ood"
+    split[np.char.startswith(data["source"], LFW_TRAIN)] = "train"  # extra faces: training only
     # a near-duplicate of a never-seen photo must not be trained on either: set it aside ("dup")
     ood_groups = set(np.asarray(grp)[is_ood].tolist())
     split[~is_ood & np.isin(np.asarray(grp), sorted(ood_groups))] = "dup"
     data.update(group=np.array(grp), split=split, skipped=skipped if skipped.size else np.array([""]),
                 version=np.array(CACHE_VERSION), seed=np.array(seed), partial=np.array(bool(incomplete)),
-                val_fraction=np.array(val_fraction))
+                val_fraction=np.array(val_fraction), lfw_train=np.array(lfw_train))
     _save_npz(cache, data)
     return data
 

@@ -75,7 +75,7 @@ def evaluate(model: MaskNet, data: dict[str, np.ndarray], out_dir: str | Path, s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     k = model.classes
-    results: dict[str, Any] = {"classes": list(model.class_names), "split": split}
+    results: dict[str, Any] = {"classes": list(model.class_names), "split": split, "mask_bias": float(model.mask_bias)}
     for name, real_only in (("all", False), ("real", True)):
         x, y = select(data, split, k, real_only=real_only)
         if len(x) == 0:
@@ -109,6 +109,9 @@ def render_report(results: dict[str, Any]) -> str:
     """Markdown summary: confusion matrices, paper-style figures, OOD accuracy."""
     lines = ["# Mask classifier evaluation", "", "Paper (ResNet-18 on RMFD): accuracy 98.64 %, precision 98.64 %, "
              "recall 99.62 %, F1 99.13 %; these follow from its Table 4 (796/3/11/224) with the 796-image class positive.", ""]
+    if results.get("mask_bias"):
+        lines += [f"Masked-logit bias {results['mask_bias']:+.3f}, chosen on the validation split "
+                  "(`occluface.maskcheck.calibrate`), is applied to every prediction below.", ""]
     for name, title in (("all", "Held-out test split, real + synthetic"), ("real", "Held-out test split, real photos only")):
         r = results.get(name)
         if not r:

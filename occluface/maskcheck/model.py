@@ -4,6 +4,12 @@
 parameters) with a ``classes``-way head, wrapped so it takes 0..1 RGB tensors and normalises them itself:
 callers (Grad-CAM included) never have to know the statistics. Weight files hold fp16 tensors plus the
 metadata needed to rebuild the network, so one file is all ``mask-check`` needs.
+
+A network trained on synthetic masks and clean faces is surer of "unmasked" than real masked photos
+deserve, so a weight file may also carry a *masked-logit bias* chosen on the validation split
+(:func:`occluface.maskcheck.calibrate.choose_mask_bias`). It is added to the masked classes' logits in
+``forward``: probabilities, labels and the argmax everywhere (CLI, API, identify, reports) move together,
+and Grad-CAM, which reads gradients, is untouched.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class MaskNet(nn.Module):
         self.backbone = create("resnet18", embedding_size=classes, input_size=input_size, width=width, dropout=dropout)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.mask_bias = 0.0  # added to every masked class's logit (0 while training; see the module doc)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -54,7 +61,12 @@ class MaskNet(nn.Module):
         return getattr(self.backbone, self.cam_stage)[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x - self.mean) / self.std)
+        logits = self.backbone((x - self.mean) / self.std)
+        if self.mask_bias:
+            shift = torch.full((self.classes,), float(self.mask_bias), dtype=logits.dtype, device=logits.device)
+            shift[0] = 0.0  # class 0 is unmasked / none
+            logits = logits + shift
+        return logits
 
 
 def to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -71,7 +83,7 @@ def save_weights(path: str | Path, model: MaskNet, meta: dict[str, Any] | None =
 
     state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
     info = {"classes": model.classes, "width": model.width, "input_size": model.input_size, "arch": "resnet18",
-            "cam_stage": model.cam_stage}
+            "cam_stage": model.cam_stage, "mask_bias": float(model.mask_bias)}
     return save_checkpoint(path, {"backbone": state, "model": info, "meta": dict(meta or {})})
 
 
@@ -92,6 +104,10 @@ def load_weights(path: str | Path | None = None) -> MaskNet:
     model.meta = payload.get("meta", {})
     if info.get("cam_stage") in ("layer3", "layer4"):
         model.cam_stage = info["cam_stage"]
+    bias = info.get("mask_bias", 0.0)
+    if not isinstance(bias, (int, float)) or not np.isfinite(bias):
+        raise CheckpointError(f"{path}: mask_bias must be a finite number, got {bias!r}")
+    model.mask_bias = float(bias)
     return model.eval()
 
 
