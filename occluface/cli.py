@@ -23,7 +23,7 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Benchmarks: each writes a Markdown table, JSON and plots.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error line stays one line: paths in it can be copied
 
 
 def _show_report(markdown: Path, *written: Path) -> None:
