@@ -230,6 +230,10 @@ def test_shipped_weights_are_small_and_classify_bundled_faces(model, detector):
     from occluface.maskcheck.model import DEFAULT_WEIGHTS
 
     assert DEFAULT_WEIGHTS.stat().st_size < 8_000_000
+    # the masked-logit bias it applies was chosen on validation, and the file says so
+    chosen = model.meta["mask_bias"]
+    assert chosen["bias"] == model.mask_bias and chosen["val_faces"] > 100
+    assert chosen["best_range"][0] <= model.mask_bias <= chosen["best_range"][1]
     labels = []
     for cls in ("with_mask", "without_mask"):
         for p in sorted((DATA / "mask_cls" / cls).glob("*.jpg"))[:3]:
