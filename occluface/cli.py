@@ -1160,8 +1160,10 @@ def calibrate_maskcls_command(
     """Choose a trained mask classifier's masked-logit bias on the validation split (never the test split)."""
     from occluface.maskcheck.calibrate import calibrate_weights
     from occluface.maskcheck.data import build_dataset
+    from occluface.maskcheck.model import load_weights
 
     try:
+        load_weights(weights)  # a bad file fails before the (possibly long) crop cache is built
         ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
                            lfw_train=lfw_train)
         chosen = calibrate_weights(weights, ds, out)

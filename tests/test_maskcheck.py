@@ -390,3 +390,12 @@ def test_extra_lfw_training_people_are_never_the_never_seen_ones(tmp_path):
     assert all(r.path.name.endswith("_0.jpg") for r in extra)
     # asking for more people than exist takes what is left, and none of the never-seen ones
     assert len(mdata.list_lfw(tmp_path, 10, seed=0, train=100)) == 20
+
+
+def test_calibrate_command_refuses_a_bad_weight_file_before_touching_data(tmp_path):
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"junk")
+    res = runner.invoke(app, ["calibrate-maskcls", "--weights", str(bad), "--data", str(tmp_path / "nodata"),
+                              "--cache", str(tmp_path / "c.npz")])
+    assert res.exit_code == 2 and "w.pt" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "c.npz").exists() and bad.read_bytes() == b"junk"
