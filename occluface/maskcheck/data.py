@@ -410,8 +410,11 @@ def build_dataset(
     lfw_train: int = 0,
     allow_partial: bool = False,
     progress: bool = True,
+    audit: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Build (or load from ``cache``) the cropped, labelled, split dataset; returns the arrays of the npz.
+    """Build (or load from ``cache``) the cropped, labelled, split dataset; returns the arrays of the npz,
+    with the label audit of :mod:`occluface.maskcheck.audit` applied unless ``audit`` is False (the cache
+    itself always holds the folder labels).
 
     Keys: images (N,112,112,3 uint8), label (0 none / 1 correct / 2 incorrect), split (train/val/test/ood/dup:
     a near-duplicate of a never-seen photo, used for nothing),
@@ -441,7 +444,7 @@ def build_dataset(
                 raise DatasetError(f"{cache}: built with {int(data.get('lfw_train', np.array(0)))} extra lfw_dev training "
                                    f"people, not {lfw_train}; use another --cache")
             if data is not None:
-                return data
+                return _audited(data) if audit else data
     if not root.is_dir():
         raise DatasetError(f"{root}: data folder not found (pass --data pointing at shared/data)")
     list_mask_cls(root)  # clear error when the set is missing
@@ -478,7 +481,13 @@ def build_dataset(
                 version=np.array(CACHE_VERSION), seed=np.array(seed), partial=np.array(bool(incomplete)),
                 val_fraction=np.array(val_fraction), lfw_train=np.array(lfw_train))
     _save_npz(cache, data)
-    return data
+    return _audited(data) if audit else data
+
+
+def _audited(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from occluface.maskcheck.audit import apply_audit
+
+    return apply_audit(data)
 
 
 def select(data: dict[str, np.ndarray], split: str, classes: int, *, real_only: bool = False) -> tuple[np.ndarray, np.ndarray]:

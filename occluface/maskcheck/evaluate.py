@@ -70,8 +70,29 @@ def plot_confusion(cm: np.ndarray, labels: list[str], out_png: Path, title: str)
     return out_png
 
 
+def _ood(model: MaskNet, data: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Accuracy on every never-seen source (masked vs unmasked for the 3-class model)."""
+    k, ood = model.classes, {}
+    keep = data["split"] == "ood"
+    for source in sorted(set(data["source"][keep].tolist())):
+        sel = keep & (data["source"] == source)
+        if k == 2:
+            sel &= data["label"] != INCORRECT
+        x, y = data["images"][sel], data["label"][sel]
+        if len(x) == 0:
+            continue
+        pred = predict_proba(model, x).argmax(1)
+        correct = (pred >= 1) == (y >= 1) if k == 3 else pred == y
+        ood[source] = {"n": int(len(x)), "accuracy": float(correct.mean()), "true_label": model.class_names[int(np.bincount(y).argmax())],
+                       "predicted_counts": {model.class_names[c]: int((pred == c).sum()) for c in range(k)}}
+    return ood
+
+
 def evaluate(model: MaskNet, data: dict[str, np.ndarray], out_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """Metrics on ``split`` (all crops and real photos only) and on every OOD source; writes the files."""
+    """Metrics on ``split`` (all crops and real photos only) and on every OOD source; writes the files.
+    On an audited dataset (:mod:`occluface.maskcheck.audit`) the figures on the folder labels come too."""
+    from occluface.maskcheck.audit import original_labels
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     k = model.classes
@@ -86,20 +107,18 @@ def evaluate(model: MaskNet, data: dict[str, np.ndarray], out_dir: str | Path, s
         png = out / ("confusion.png" if name == "all" else "confusion_real.png")
         title = f"Mask classifier, {split} split" + (", real photos only" if real_only else ", real + synthetic")
         plot_confusion(np.array(r["confusion_matrix"]), r["confusion_labels"], png, title)
-    ood: dict[str, Any] = {}
-    keep = data["split"] == "ood"
-    for source in sorted(set(data["source"][keep].tolist())):
-        sel = keep & (data["source"] == source)
-        if k == 2:
-            sel &= data["label"] != INCORRECT
-        x, y = data["images"][sel], data["label"][sel]
-        if len(x) == 0:
-            continue
-        pred = predict_proba(model, x).argmax(1)
-        correct = (pred >= 1) == (y >= 1) if k == 3 else pred == y
-        ood[source] = {"n": int(len(x)), "accuracy": float(correct.mean()), "true_label": model.class_names[int(y[0])],
-                       "predicted_counts": {model.class_names[c]: int((pred == c).sum()) for c in range(k)}}
-    results["ood"] = ood
+    results["ood"] = _ood(model, data)
+    if "label_original" in data:
+        folder = original_labels(data)
+        orig: dict[str, Any] = {"audited_faces": int(data.get("audited_faces", np.array(0)))}
+        for name, real_only in (("all", False), ("real", True)):
+            x, y = select(folder, split, k, real_only=real_only)
+            if len(x):
+                r = _classification(model, x, y)
+                orig[name] = {"n_samples": int(len(y)), "confusion_matrix": r["confusion_matrix"],
+                              "confusion_labels": r["confusion_labels"], "binary": r["binary"]}
+        orig["ood"] = _ood(model, folder)
+        results["folder_labels"] = orig
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(render_report(results))
     return results
@@ -131,5 +150,22 @@ def render_report(results: dict[str, Any]) -> str:
         lines += ["## Never seen in any form (out of distribution)", "", "| set | faces | true label | accuracy |", "|---|---|---|---|"]
         for s, o in results["ood"].items():
             lines.append(f"| {s} | {o['n']} | {o['true_label']} | {100 * o['accuracy']:.2f} % |")
+        lines.append("")
+    folder = results.get("folder_labels")
+    if folder:
+        lines += ["## The same model on the folder labels, before the label audit", "",
+                  f"The figures above use the audited labels (`occluface/maskcheck/label_audit.tsv`: {folder['audited_faces']} "
+                  "evaluation faces changed, each with its reason). On the labels as the folders give them:", "",
+                  "| set | faces | confusion (rows true, columns predicted) | precision | recall | F1 | accuracy |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
+        for name, title in (("all", "test, real + synthetic"), ("real", "test, real photos only")):
+            r = folder.get(name)
+            if r:
+                b = r["binary"]
+                cm = " / ".join(" ".join(str(v) for v in row) for row in r["confusion_matrix"])
+                lines.append(f"| {title} | {r['n_samples']} | {cm} | {100 * b['precision']:.2f} % | {100 * b['recall']:.2f} % | "
+                             f"{100 * b['f1']:.2f} % | {100 * b['accuracy']:.2f} % |")
+        for s, o in folder.get("ood", {}).items():
+            lines.append(f"| never seen: {s} | {o['n']} | | | | | {100 * o['accuracy']:.2f} % |")
         lines.append("")
     return "\n".join(lines)
