@@ -399,3 +399,65 @@ def test_calibrate_command_refuses_a_bad_weight_file_before_touching_data(tmp_pa
                               "--cache", str(tmp_path / "c.npz")])
     assert res.exit_code == 2 and "w.pt" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "c.npz").exists() and bad.read_bytes() == b"junk"
+
+
+# ----------------------------------------------------------------------------- label audit
+
+
+def test_shipped_label_audit_is_well_formed_and_malformed_ones_are_refused(tmp_path):
+    from occluface.errors import DatasetError
+    from occluface.maskcheck.audit import AUDIT_FILE, load_audit
+
+    audit = load_audit()
+    assert audit and all(label in (-1, 0, 1, 2) and reason for label, reason in audit.values())
+    assert all(p.startswith(("mask_cls/", "rwmfd_masked/")) for p in audit)  # paths under shared/data, no photos
+    bad = tmp_path / "audit.tsv"
+    bad.write_text(AUDIT_FILE.read_text().splitlines()[0] + "\nrwmfd_masked/x.jpg\tcorrect\tmaybe\ttest\tunsure\n")
+    with pytest.raises(DatasetError, match=r"audit\.tsv:2"):
+        load_audit(bad)
+    twice = tmp_path / "twice.tsv"
+    row = "rwmfd_masked/x.jpg\tcorrect\tnone\ttest\tbare face\n"
+    twice.write_text(AUDIT_FILE.read_text().splitlines()[0] + "\n" + row + row)
+    with pytest.raises(DatasetError, match="listed twice"):
+        load_audit(twice)
+
+
+def test_label_audit_relabels_drops_follows_copies_and_keeps_the_folder_labels():
+    from occluface.maskcheck.audit import EXCLUDED, apply_audit, original_labels
+
+    data = _fake_data(16)
+    data["path"] = np.array([f"rwmfd_masked/{i:04d}.jpg" for i in range(16)])
+    data["group"][5] = data["group"][4]  # 5 is a near-copy of 4
+    data["synthetic"][7] = True
+    data["group"][7] = data["group"][1]  # a synthetic face made from photo 1 keeps its own label
+    audit = {"rwmfd_masked/0004.jpg": (0, "bare face"), "rwmfd_masked/0001.jpg": (2, "nose out"),
+             "rwmfd_masked/0010.jpg": (-1, "no face"), "rwmfd_masked/9999.jpg": (0, "not in this build")}
+    out = apply_audit(data, audit)
+    assert out["label"][4] == 0 and out["label"][5] == 0 and out["label"][1] == 2
+    assert out["label"][7] == data["label"][7]
+    assert out["split"][10] == EXCLUDED and int(out["audited_faces"]) == 4
+    untouched = [i for i in range(16) if i not in (1, 4, 5, 10)]
+    np.testing.assert_array_equal(out["label"][untouched], data["label"][untouched])
+    back = original_labels(out)
+    np.testing.assert_array_equal(back["label"], data["label"])
+    np.testing.assert_array_equal(back["split"], data["split"])
+    assert data["split"][10] != EXCLUDED  # the input is not modified
+
+
+def test_evaluation_on_audited_labels_also_reports_the_folder_labels(tmp_path):
+    from occluface.maskcheck.audit import apply_audit
+    from occluface.maskcheck.evaluate import evaluate
+    from occluface.maskcheck.model import MaskNet
+
+    data = _fake_data(48)
+    data["path"] = np.array([f"p{i}" for i in range(48)])
+    test = np.where(data["split"] == "test")[0]
+    audited = apply_audit(data, {f"p{test[0]}": (-1, "no face")})
+    torch.manual_seed(0)
+    model = MaskNet(classes=2, width=8, input_size=48)
+    res = evaluate(model, audited, tmp_path)
+    folder = res["folder_labels"]
+    n_two = lambda d: int(((d["split"] == "test") & (d["label"] != 2)).sum())  # noqa: E731
+    assert np.array(res["all"]["confusion_matrix"]).sum() == n_two(audited)
+    assert folder["all"]["n_samples"] == n_two(data) and folder["audited_faces"] == 1
+    assert "before the label audit" in (tmp_path / "report.md").read_text()

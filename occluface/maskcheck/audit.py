@@ -53,7 +53,7 @@ def apply_audit(data: dict[str, np.ndarray], audit: dict[str, tuple[int, str]] |
     a bare face is a bare face); synthetic masks drawn on a photo keep their own labels."""
     audit = load_audit() if audit is None else audit
     out = dict(data)
-    label, split = np.array(data["label"], copy=True), np.array(data["split"], copy=True)
+    label, split = np.array(data["label"], copy=True), np.asarray(data["split"]).astype("<U16")  # room for EXCLUDED
     real = ~np.asarray(data["synthetic"], bool)
     changed = 0
     for photo, (new, _) in audit.items():
