@@ -233,7 +233,7 @@ def finetune_command(
 @bench_app.command("accuracy")
 def bench_accuracy_command(
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder with yaleb/ and lfw_dev/ (or the bundled data/ with lfw/)."),
-    models: str = typer.Option("dlib_resnet,occluface_resnet", "--models", help="Comma-separated models; the first is the baseline. name@file uses another fine-tuned delta file."),
+    models: str = typer.Option("dlib_resnet,occluface_resnet", "--models", help="Comma-separated models; the first is the baseline. name@file uses another fine-tuned delta file; 'routed' is the mask-routed matcher (dlib for bare faces, occluface_resnet + masked templates for masked ones)."),
     occlusion: str = typer.Option("plain,surgical,kn95,dust,lowlight", "--occlusion", help="Comma-separated occlusion kinds; clean probes are always measured."),
     yaleb_holdout: int = typer.Option(10, "--yaleb-holdout", min=0, help="Held-out Yale B identities (same seeded set as occluface finetune)."),
     lfw_holdout: int = typer.Option(300, "--lfw-holdout", min=0, help="Held-out LFW identities (same seeded set as occluface finetune)."),

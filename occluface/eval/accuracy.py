@@ -18,6 +18,10 @@ closed-set rank-1 against the clean gallery; verification AUC and TAR@FAR=1e-3 o
 (genuine = same person). No shared folder holds real masked photos with identity labels (`rwmfd_masked/` and
 `mask_cls/with_mask/` are unlabelled), so real masked faces cannot be scored here; the report says so.
 
+`routed` (`occluface.gallery.routing`) is a matcher rather than a network: each probe goes to dlib's network
+or to `occluface_resnet` (against masked enrolment templates) as the shipped mask classifier calls it bare or
+masked; the share sent each way is reported.
+
 `dlib_resnet` is computed with its exact PyTorch port `dlib_resnet_torch` (cosine 1.000000 to dlib's own
 descriptors, `tests/test_dlib_port.py`) because dlib itself runs ~12 faces/s here; pass `exact_dlib=True` to
 use dlib's own code instead.
@@ -70,6 +74,55 @@ class _Model:
         self.embedder = FaceEmbedder(name, model=model, device=device)
         self.chip_key = "dlib" if self.embedder.uses_dlib_chip else f"own:{spec}"
         self.meta = getattr(model, "weights_meta", None)
+
+
+#: The mask-routed matcher (`occluface.gallery.routing`) as a compared "model".
+ROUTED = "routed"
+
+
+class _Routed:
+    """dlib for probes the mask classifier calls bare, occluface_resnet against masked enrolment templates
+    for the ones it calls masked; reuses the compared models of the same names."""
+
+    clean_spec, masked_spec = "dlib_resnet", "occluface_resnet"
+
+    def __init__(self, compared: list[_Model], exact_dlib: bool, device: str):
+        from occluface.gallery.routing import ENROL_MASKS
+        from occluface.maskcheck.model import load_weights
+
+        by_label = {m.label: m for m in compared}
+        self.clean = by_label.get(self.clean_spec) or _Model(self.clean_spec, exact_dlib, device)
+        self.masked = by_label.get(self.masked_spec) or _Model(self.masked_spec, exact_dlib, device)
+        self.parts = [self.clean, self.masked]
+        for m in self.parts:
+            if m.chip_key != "dlib":
+                raise OccluFaceError(f"the routed matcher needs dlib-chip models; {m.label} aligns its own chips")
+        self.enrol_kinds = ENROL_MASKS
+        self.mask_model = load_weights()
+        self.note = (f"mask-routed: probes the shipped mask classifier calls unmasked use `{self.clean_spec}` against its "
+                     f"clean gallery; masked ones use `{self.masked_spec}` against per-person templates (mean of the "
+                     f"gallery photo bare and wearing synthetic {' and '.join(self.enrol_kinds)} masks)")
+
+    def score(self, embed, maskcrops, g_lab, p_lab, conditions) -> dict[str, dict[str, Any]]:
+        from occluface.gallery.routing import masked_template, routed_vectors
+        from occluface.maskcheck.train import predict_proba
+
+        template = masked_template([embed(self.masked, "gallery")]
+                                   + [embed(self.masked, f"gallery_{e}") for e in self.enrol_kinds])
+        rows = {}
+        for c in conditions:
+            is_masked = predict_proba(self.mask_model, np.stack(maskcrops[c])).argmax(1) >= 1
+            probes, gallery = routed_vectors(is_masked, embed(self.clean, c), embed(self.masked, c),
+                                             embed(self.clean, "gallery"), template)
+            rows[c] = _metrics(gallery, g_lab, probes, p_lab) | {"routed_masked": float(is_masked.mean())}
+        return rows
+
+
+def _with_ratios(rows: dict[str, dict[str, Any]], conditions: Sequence[str]) -> dict[str, dict[str, Any]]:
+    clean = rows["clean"]["rank1"] or 0.0
+    for c in conditions:
+        rows[c]["ratio_to_clean"] = (rows[c]["rank1"] / clean) if clean and rows[c]["rank1"] is not None else None
+    return rows
 
 
 def _yaleb_items(folder: Path, names: Sequence[str], probes: int, seed: int) -> list[tuple[str, Path, bool]]:
@@ -145,21 +198,38 @@ def _metrics(gallery: np.ndarray, g_lab: np.ndarray, probes: np.ndarray, p_lab: 
     }
 
 
-def _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task):
-    """Gallery and probe chips (clean + every occlusion) of one dataset, for each kind of chip the models need."""
+def _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task, enrol_kinds=(), mask_size=0):
+    """Gallery and probe chips (clean + every occlusion) of one dataset, for each kind of chip the models need.
+
+    ``enrol_kinds``: also the gallery photo wearing each of these synthetic masks (``gallery_<kind>``, for the
+    mask-routed matcher's templates; seeds of their own, never a probe's). ``mask_size``: also each probe's
+    ArcFace-aligned crop for the mask classifier (``chips["maskcrop"]``), landmarks re-fitted on the occluded
+    image as the chip is."""
     from occluface.data.images import load_rgb
     from occluface.eval.baseline import occlude
-    from occluface.faces.landmarks import landmarks68
+    from occluface.faces.align import align_face
+    from occluface.faces.landmarks import five_points, landmarks68
+    from occluface.gallery.routing import enrol_mask_images
     from occluface.train.distill import face_box
 
     g_lab, p_lab = [], []
-    chips: dict[str, dict[str, list[np.ndarray]]] = {k: {"gallery": []} | {c: [] for c in conditions} for k in chippers}
+    chips: dict[str, dict[str, list[np.ndarray]]] = {
+        k: {"gallery": []} | {f"gallery_{e}": [] for e in enrol_kinds} | {c: [] for c in conditions} for k in chippers
+    }
+    if mask_size:
+        chips["maskcrop"] = {c: [] for c in conditions}
     for n_probe, (name, path, is_gallery) in enumerate(items):
         img = load_rgb(path)
         box = face_box(img, salt)
         if is_gallery:
             for k, chipper in chippers.items():
                 chips[k]["gallery"].append(chipper(img, box))
+            if enrol_kinds:
+                g_seed = int(np.random.SeedSequence([int(seed), 9, n_probe]).generate_state(1)[0])
+                worn = enrol_mask_images(img, landmarks68(img, box), g_seed, enrol_kinds)
+                for e, im in zip(enrol_kinds, worn):
+                    for k, chipper in chippers.items():
+                        chips[k][f"gallery_{e}"].append(chipper(im, box))
             g_lab.append(name)
         else:
             lm = landmarks68(img, box)
@@ -168,6 +238,8 @@ def _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task):
             for c, im in images.items():
                 for k, chipper in chippers.items():
                     chips[k][c].append(chipper(im, box))
+                if mask_size:
+                    chips["maskcrop"][c].append(align_face(im, five_points(landmarks68(im, box)), mask_size))
             p_lab.append(name)
         bar.advance(task)
     return g_lab, p_lab, chips
@@ -212,10 +284,14 @@ def run_accuracy(
     kinds = _check_kinds(occlusions)
     conditions = ["clean", *kinds]
     sets = _datasets(root, yaleb_holdout, lfw_holdout, probes_per_identity, seed, lfw_people)
-    compared = [_Model(m, exact_dlib, device) for m in models]
+    compared = [_Model(m, exact_dlib, device) for m in models if m != ROUTED]
+    routed = _Routed(compared, exact_dlib, device) if ROUTED in models else None
+    components = compared + ([m for m in routed.parts if m not in compared] if routed else [])
     chippers = {}
-    for m in compared:
+    for m in components:
         chippers.setdefault(m.chip_key, (lambda img, box: dlib_chip(img, box)) if m.chip_key == "dlib" else m.embedder.chip)
+    enrol_kinds = tuple(routed.enrol_kinds) if routed else ()
+    mask_size = routed.mask_model.input_size if routed else 0
 
     started = time.perf_counter()
     results: dict[str, Any] = {}
@@ -230,25 +306,40 @@ def run_accuracy(
             if cache is not None and set(chippers) == {"dlib"}:
                 import hashlib
 
-                key = json.dumps([ds_name, [(n, str(p), g) for n, p, g in items], kinds, int(seed)])
+                parts = [ds_name, [(n, str(p), g) for n, p, g in items], kinds, int(seed)]
+                if routed:  # older cache files (no routed model) keep their names
+                    parts += [list(enrol_kinds), int(mask_size)]
+                key = json.dumps(parts)
                 cache_file = Path(cache) / f"chips_{ds_name}_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file is not None and cache_file.is_file():
                 with np.load(cache_file) as z:
                     g_lab, p_lab = list(z["g_lab"]), list(z["p_lab"])
-                    chips = {"dlib": {c: list(z[f"chips_{c}"]) for c in ["gallery", *conditions]}}
+                    names = ["gallery", *(f"gallery_{e}" for e in enrol_kinds), *conditions]
+                    chips = {"dlib": {c: list(z[f"chips_{c}"]) for c in names}}
+                    if mask_size:
+                        chips["maskcrop"] = {c: list(z[f"maskcrop_{c}"]) for c in conditions}
                 bar.update(task, completed=len(items))
             else:
-                g_lab, p_lab, chips = _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task)
+                g_lab, p_lab, chips = _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task,
+                                                  enrol_kinds, mask_size)
                 if cache_file is not None:
                     cache_file.parent.mkdir(parents=True, exist_ok=True)
                     tmp = cache_file.with_suffix(".tmp.npz")
                     np.savez(tmp, g_lab=np.asarray(g_lab), p_lab=np.asarray(p_lab),
-                             **{f"chips_{c}": np.stack(v) for c, v in chips["dlib"].items()})
+                             **{f"chips_{c}": np.stack(v) for c, v in chips["dlib"].items()},
+                             **{f"maskcrop_{c}": np.stack(v) for c, v in chips.get("maskcrop", {}).items()})
                     tmp.replace(cache_file)
             g_lab_a, p_lab_a = np.asarray(g_lab), np.asarray(p_lab)
             per_model = {}
             eval_ids = sorted(set(g_lab))
-            for m in compared:
+            memo: dict[tuple[str, str], np.ndarray] = {}
+
+            def embed(m: _Model, name: str) -> np.ndarray:
+                if (m.label, name) not in memo:
+                    memo[(m.label, name)] = m.embedder.embed_chips(chips[m.chip_key][name])
+                return memo[(m.label, name)]
+
+            for m in components:
                 if m.meta and "heldout" in m.meta:
                     held = set(m.meta["heldout"].get(salt, []))
                     trained_on = [n for n in eval_ids if n not in held] if salt in m.meta["heldout"] else []
@@ -257,15 +348,12 @@ def run_accuracy(
                             f"{m.label}: {len(trained_on)} of the {ds_name} evaluation identities were NOT held out "
                             f"when it was trained (e.g. {trained_on[0]}); its {ds_name} figures are not a held-out test"
                         )
-                gal = m.embedder.embed_chips(chips[m.chip_key]["gallery"])
-                rows = {}
-                for c in conditions:
-                    emb = m.embedder.embed_chips(chips[m.chip_key][c])
-                    rows[c] = _metrics(gal, g_lab_a, emb, p_lab_a)
-                clean = rows["clean"]["rank1"] or 0.0
-                for c in conditions:
-                    rows[c]["ratio_to_clean"] = (rows[c]["rank1"] / clean) if clean and rows[c]["rank1"] is not None else None
-                per_model[m.label] = rows
+            for m in compared:
+                rows = {c: _metrics(embed(m, "gallery"), g_lab_a, embed(m, c), p_lab_a) for c in conditions}
+                per_model[m.label] = _with_ratios(rows, conditions)
+            if routed:
+                per_model[ROUTED] = _with_ratios(routed.score(embed, chips.get("maskcrop", {}), g_lab_a, p_lab_a, conditions),
+                                                 conditions)
             results[ds_name] = {
                 "identities": eval_ids,
                 "n_identities": len(eval_ids),
@@ -281,8 +369,8 @@ def run_accuracy(
     out = {
         "benchmark": "accuracy",
         "data": str(data),
-        "models": [m.label for m in compared],
-        "model_notes": {m.label: m.note for m in compared if m.note},
+        "models": [m.label for m in compared] + ([ROUTED] if routed else []),
+        "model_notes": {m.label: m.note for m in compared if m.note} | ({ROUTED: routed.note} if routed else {}),
         "conditions": conditions,
         "seed": int(seed),
         "yaleb_holdout": int(yaleb_holdout),
@@ -397,6 +485,12 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
                 f"| {m} | {ds} | {_pct(d['clean_rank1'])} | {d['clean_delta_points']:+.1f} | "
                 f"{_pct(d['masked_rank1_mean'])} | {mr} | {ok} |"
             )
+    routed_rows = [(ds, res["models"][ROUTED]) for ds, res in result["datasets"].items() if ROUTED in res["models"]]
+    if routed_rows:
+        lines += ["", f"Share of probes the mask classifier sent to the masked path of `{ROUTED}`:", "",
+                  "| dataset | " + " | ".join(conds) + " |", "|---|" + "---:|" * len(conds)]
+        for ds, rows in routed_rows:
+            lines.append(f"| {ds} | " + " | ".join(_pct(rows[c].get("routed_masked")) + " %" for c in conds) + " |")
     lines += ["", "Overall: " + ", ".join(f"`{m}` {'MEETS' if i['meets_bar'] else 'does not meet'} the bar" for m, i in bar["models"].items()) + "."]
     paths["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
