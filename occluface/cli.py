@@ -485,7 +485,7 @@ def bench_search_command(
 # ----------------------------------------------------------------------------- recognition (gallery)
 GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery file (default: under the user's data directory).",
                           envvar="OCCLUFACE_GALLERY")
-ModelOpt = typer.Option("dlib_resnet", "--model", "-m", help="Embedding model: registry name or checkpoint .pt.")
+ModelOpt = typer.Option("dlib_resnet", "--model", "-m", help="Embedding model: registry name, checkpoint .pt, or routed (dlib for bare faces, occluface_resnet for masked ones; see calibrate-routed).")
 DetectorOpt = typer.Option("auto", "--detector", help="Face detector (see `occluface bench detect`).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -766,6 +766,42 @@ def calibrate_command(
         f"on {th.n_images} images of {th.n_identities} people ({th.n_genuine} genuine / {th.n_impostor} impostor "
         f"pairs; {len(skipped)} images skipped)\nsaved to {path}"
     )
+
+
+@app.command("calibrate-routed")
+def calibrate_routed_command(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder (its lfw_dev/ is used)."),
+    people: int = typer.Option(300, "--people", min=10, help="lfw_dev people outside the held-out ones (seeded)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the people sample and the synthetic masks."),
+    target_far: float = typer.Option(1e-3, "--target-far", help="False-accept rate both thresholds are chosen for."),
+    save_default: bool = typer.Option(False, "--save-default", help="Write the calibration shipped with the package."),
+    threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Thresholds of the mask-routed matcher (`--model routed`), one per path, on training identities."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from occluface.eval.calibration import save_thresholds, shipped_thresholds_path, user_thresholds_path
+    from occluface.eval.routing_calibration import calibrate_routed
+
+    try:
+        pair = calibrate_routed(data, people=people, seed=seed, target_far=target_far)
+    except OccluFaceError as exc:
+        fail(str(exc))
+    rows = []
+    for th in pair:
+        path = shipped_thresholds_path(th.model_id) if save_default else user_thresholds_path(th.model_id)
+        save_thresholds(th, path)
+        rows.append({**th.to_dict(), "path": str(path)})
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        console.print(f"{r['model_id']}: threshold {r['verify']:.4f} at target FAR {r['target_far']:g} -> FAR {r['far']:.4%}, "
+                      f"FRR {r['frr']:.2%} ({r['n_genuine']} genuine / {r['n_impostor']} impostor scores; {r['data']})\n"
+                      f"saved to {r['path']}")
 
 
 @app.command("serve")

@@ -84,6 +84,11 @@ def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     return load_rgb(source, name=name)
 
 
+def _is_masked(state: dict[str, Any] | None) -> bool:
+    """Whether a mask state sends a face down the masked path (any worn mask, correctly or not)."""
+    return state is not None and state.get("label") not in ("unmasked", "none")
+
+
 def _source_name(source: ImageSource, index: int) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
@@ -113,6 +118,19 @@ class Recognizer:
         self.gallery = gallery
         self.check_masks = check_masks
         self.detector = create_detector(detector)
+        self.routed = None
+        if model == "routed":  # occluface.gallery.routing: dlib for bare faces, occluface_resnet for masked ones
+            from occluface.eval.calibration import Thresholds
+            from occluface.gallery.routing import RoutedMatcher
+
+            self.routed = RoutedMatcher()
+            self.embedder = self.routed.dlib
+            self.model_id, self.model_version = self.routed.model_id, self.routed.version
+            b = self.routed.bare_thresholds
+            t = self.routed.threshold
+            self.thresholds = thresholds or Thresholds("routed", t, t, b.target_far, b.far, b.frr, b.n_genuine,
+                                                       b.n_impostor, b.n_images, b.n_identities, b.data, b.source)
+            return
         if Path(str(model)).suffix == ".pt" and Path(str(model)).is_file():
             from occluface.train.checkpoint import load_model
 
@@ -130,12 +148,27 @@ class Recognizer:
     def detect(self, image: np.ndarray) -> list:
         return self.detector.detect(image)
 
-    def embed_faces(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
-        """N x D unit embeddings of the given detected faces (one batch through the model)."""
+    def embed_faces(self, image: np.ndarray, faces: Sequence, states: Sequence | None = None) -> np.ndarray:
+        """N x D unit embeddings of the given detected (probe) faces, one batch through the model; the routed
+        matcher sends each face down the path its mask state (``states``, else the classifier's) picks."""
+        if self.routed is not None:
+            states = self._states_for_routing(image, faces) if states is None else states
+            return self.routed.probe_vectors(image, faces, [_is_masked(s) for s in states])
         if not faces:
             return np.zeros((0, self.embedder.embedding_size), dtype=np.float32)
         chips = [self.embedder.chip(image, f.box, f.landmarks) for f in faces]
         return self.embedder.embed_chips(chips)
+
+    def enrol_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
+        """What the gallery stores for enrolment faces (the routed matcher's differ from its probes')."""
+        if self.routed is not None:
+            return self.routed.gallery_vectors(image, faces)
+        return self.embed_faces(image, faces)
+
+    def _states_for_routing(self, image: np.ndarray, faces: Sequence) -> list[dict[str, Any]]:
+        from occluface.maskcheck.predict import predict_mask_state
+
+        return predict_mask_state(image, list(faces)) if faces else []
 
     def main_face(self, image: np.ndarray, name: str):
         from occluface.faces.detect import pick_main_face
@@ -158,7 +191,7 @@ class Recognizer:
             label = _source_name(source, i)
             image = read_image(source, label)
             face = self.main_face(image, label)
-            embeddings.append(self.embed_faces(image, [face])[0])
+            embeddings.append(self.enrol_vectors(image, [face])[0])
             labels.append(Path(label).name)
             if thumbnails:
                 thumbs.append(_thumbnail(image, face.box))
@@ -184,13 +217,17 @@ class Recognizer:
         faces = self.detect(image)
         if not faces:
             return []
-        emb = self.embed_faces(image, faces)
+        routing = self._states_for_routing(image, faces) if self.routed is not None else None
+        emb = self.embed_faces(image, faces, routing)
         if self.model_id in self.gallery.models():
             results = search_gallery_batch(self.gallery, self.model_id, emb, k)
         else:
             results = [[] for _ in faces]
         threshold = self.thresholds.identify
-        states = self.mask_states(image, faces)
+        if routing is not None and self.check_masks:
+            states = [{"label": s["label"], "prob": round(float(s["prob"]), 4)} for s in routing]
+        else:
+            states = self.mask_states(image, faces)
         matches = []
         for face, cands, state in zip(faces, results, states):
             best_name, best = (cands[0] if cands else (None, 0.0))
@@ -225,8 +262,11 @@ class Recognizer:
             label = names[i] if names else _source_name(source, i)
             image = read_image(source, label)
             face = self.main_face(image, label)
-            embs.append(self.embed_faces(image, [face])[0])
+            # routed: the first photo is the reference (enrolment vector), the second the probe
+            embs.append((self.enrol_vectors(image, [face]) if i == 0 else self.embed_faces(image, [face]))[0])
             boxes.append([float(v) for v in face.box])
+        if self.routed is not None:
+            embs[0] = embs[0] / np.linalg.norm(embs[0])  # as the store keeps it: the threshold's scale
         sim = float(np.dot(embs[0], embs[1]))
         thr = self.thresholds.verify
         return Verification(same=sim >= thr, similarity=sim, threshold=thr, boxes=boxes)
@@ -245,6 +285,8 @@ class Recognizer:
         from occluface.rollcall.assign import rollcall
         from occluface.rollcall.confidence import make_confidence
 
+        if self.routed is not None:  # its confidence models are fitted on gallery vectors, unlike its probes'
+            raise OccluFaceError("roll-call does not support --model routed yet; use dlib_resnet or occluface_resnet")
         matrix, names = self.gallery.embeddings(self.model_id)
         if not names:
             raise OccluFaceError("the gallery has no enrolled subjects for this model; enrol the roster first")

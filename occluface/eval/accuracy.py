@@ -97,11 +97,19 @@ class _Routed:
         for m in self.parts:
             if m.chip_key != "dlib":
                 raise OccluFaceError(f"the routed matcher needs dlib-chip models; {m.label} aligns its own chips")
+        from occluface.eval.calibration import load_thresholds
+        from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
+
         self.enrol_kinds = ENROL_MASKS
         self.mask_model = load_weights()
-        self.note = (f"mask-routed: probes the shipped mask classifier calls unmasked use `{self.clean_spec}` against its "
-                     f"clean gallery; masked ones use `{self.masked_spec}` against per-person templates (mean of the "
-                     f"gallery photo bare and wearing synthetic {' and '.join(self.enrol_kinds)} masks)")
+        bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
+        calibrated = bare.source == "calibrated" and masked.source == "calibrated"
+        self.offset = float(bare.verify - masked.verify) if calibrated else 0.0
+        self.note = (f"mask-routed: probes the shipped mask classifier calls unmasked score the mean of `{self.clean_spec}`'s "
+                     f"and `{self.masked_spec}`'s cosine to the clean gallery; masked ones `{self.masked_spec}`'s cosine to "
+                     f"per-person templates (the gallery photo bare and wearing synthetic {' and '.join(self.enrol_kinds)} "
+                     f"masks), " + (f"shifted by {self.offset:+.4f} (the two paths' calibrated thresholds) so one "
+                                    "threshold serves both" if calibrated else "unshifted: the paths are not calibrated"))
 
     def score(self, embed, maskcrops, g_lab, p_lab, conditions) -> dict[str, dict[str, Any]]:
         from occluface.gallery.routing import masked_template, routed_vectors
@@ -113,7 +121,8 @@ class _Routed:
         for c in conditions:
             is_masked = predict_proba(self.mask_model, np.stack(maskcrops[c])).argmax(1) >= 1
             probes, gallery = routed_vectors(is_masked, embed(self.clean, c), embed(self.masked, c),
-                                             embed(self.clean, "gallery"), template)
+                                             embed(self.clean, "gallery"), embed(self.masked, "gallery"), template,
+                                             self.offset)
             rows[c] = _metrics(gallery, g_lab, probes, p_lab) | {"routed_masked": float(is_masked.mean())}
         return rows
 

@@ -86,7 +86,17 @@ def calibrate_thresholds(
     iu = np.triu_indices(labels.size, k=1)
     scores = sims[iu]
     same = labels[iu[0]] == labels[iu[1]]
-    genuine, impostor = scores[same], scores[~same]
+    return thresholds_from_scores(scores[same], scores[~same], model_id=model_id, target_far=target_far,
+                                  n_images=int(labels.size), n_identities=int(np.unique(labels).size), data=data)
+
+
+def thresholds_from_scores(genuine: np.ndarray, impostor: np.ndarray, *, model_id: str, target_far: float = 1e-3,
+                           n_images: int = 0, n_identities: int = 0, data: str = "") -> Thresholds:
+    """Threshold = the lowest score whose false-accept rate over the impostor scores is <= target, with the
+    FAR/FRR it gives there (for matchers whose scores are not one embedding's all-pairs cosines)."""
+    genuine, impostor = np.asarray(genuine, np.float32).ravel(), np.asarray(impostor, np.float32).ravel()
+    if not 0 < target_far < 1:
+        raise OccluFaceError(f"target FAR must be between 0 and 1, got {target_far}")
     if genuine.size < 2 or impostor.size < 2:
         raise OccluFaceError(
             f"calibration needs genuine and impostor pairs: got {genuine.size} genuine and {impostor.size} "
@@ -101,19 +111,17 @@ def calibrate_thresholds(
     # Smallest threshold t with mean(impostor >= t) <= target: just above the k-th largest impostor score.
     k = int(np.floor(target_far * impostor.size))
     t = float(np.nextafter(imp_sorted[impostor.size - k - 1], np.float32(np.inf)))
-    far = float(np.mean(impostor >= t))
-    frr = float(np.mean(genuine < t))
     return Thresholds(
         model_id=model_id,
         verify=t,
         identify=t,
         target_far=float(target_far),
-        far=far,
-        frr=frr,
+        far=float(np.mean(impostor >= t)),
+        frr=float(np.mean(genuine < t)),
         n_genuine=int(genuine.size),
         n_impostor=int(impostor.size),
-        n_images=int(labels.size),
-        n_identities=int(np.unique(labels).size),
+        n_images=int(n_images),
+        n_identities=int(n_identities),
         data=data,
         source="calibrated",
     )

@@ -3,18 +3,25 @@ against enrolment templates that were themselves masked.
 
 Why two paths: the fine-tuned ``occluface_resnet`` raises masked rank-1 by 15-30 points but costs 1-2.5
 points on bare faces, and a gate sees mostly bare faces. The mask classifier (issue 6) already says which
-faces are masked, so each probe goes to the network that is best for it and clean accuracy stays dlib's.
+faces are masked, so each probe goes to the path that is best for it:
 
-Why masked templates: a masked probe has no nose or mouth to compare, and an enrolment photo's lower face
-still pulls its embedding. Each person's masked-path template is the normalised mean of the occlusion-tuned
-embeddings of the enrolment photo bare and wearing synthetic masks of the kinds in :data:`ENROL_MASKS`.
-Those kinds (a cloth mask and the mask pictures of ``mask_textures``) were chosen on *training* identities,
-and are deliberately not the kinds the benchmark draws on its probes (plain, surgical, KN95), so the
-benchmark does not reward matching one synthetic mask to the same synthetic mask.
+* **bare path** (the classifier says unmasked): the mean of dlib's and ``occluface_resnet``'s cosine to the
+  person's clean enrolment embeddings. On training identities this kept bare faces within 0.3 points of
+  dlib alone and recovered 5-8 points on dust and low light, which the classifier also calls unmasked;
+* **masked path**: ``occluface_resnet``'s cosine to a masked template, the normalised mean of its
+  embeddings of the enrolment photo bare and wearing synthetic masks of the kinds in :data:`ENROL_MASKS`
+  (a masked probe has no nose or mouth to compare, and a bare enrolment photo's lower face still pulls
+  its embedding). Those kinds (a cloth mask and the mask pictures of ``mask_textures``) are deliberately
+  not the kinds the benchmark draws on its probes (plain, surgical, KN95), so it does not reward matching
+  a synthetic mask to the same synthetic mask.
 
-Scores of the two paths are cosine similarities of two networks. :func:`routed_vectors` packs them so that
-one dot product gives the right one: a probe is ``[clean embedding, 0]`` or ``[0, masked embedding]``, a
-gallery entry is ``[clean embedding, masked template]``.
+These rules were chosen on training identities (never the held-out ones): routing alone beat taking the
+larger of the two paths' scores by 5-10 masked points, and no classifier threshold other than its own
+decision separated bare Yale B faces in harsh light (which it calls masked a fifth of the time) from masks.
+
+Each path has its own threshold (calibrated at FAR 1e-3 on training identities); a masked-path score is
+shifted by the difference, so one threshold serves both. :func:`routed_vectors` packs everything so that
+one dot product gives each probe its own path's score.
 """
 
 from __future__ import annotations
@@ -56,18 +63,94 @@ def enrol_mask_images(image: np.ndarray, landmarks68: np.ndarray, seed: int,
     return [occlude(image, kind, seed=int(seed) + i, landmarks=landmarks68) for i, kind in enumerate(kinds)]
 
 
-def routed_vectors(masked: np.ndarray, clean_probe: np.ndarray, masked_probe: np.ndarray,
-                   clean_gallery: np.ndarray, masked_gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def routed_vectors(masked: np.ndarray, dlib_probe: np.ndarray, tuned_probe: np.ndarray, dlib_gallery: np.ndarray,
+                   tuned_gallery: np.ndarray, masked_gallery: np.ndarray, masked_offset: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(probe vectors, gallery vectors) whose dot product is each probe's score on its own path.
 
-    ``masked``: one bool per probe (the mask classifier's call). Probe vectors have unit norm; gallery
-    vectors have norm sqrt(2), which scales every score alike (ranks and AUC are unchanged)."""
+    ``masked``: one bool per probe (the mask classifier's call). A bare probe is ``[d/2, t/2, 0, 0]``, a
+    masked one ``[0, 0, t, offset]``, a gallery entry ``[dlib, tuned, masked template, 1]``: the dot product
+    is the bare path's mean cosine or the masked path's cosine plus ``masked_offset`` (the bare threshold
+    minus the masked one). Every gallery vector has the same norm, so ranks do not change with it."""
     masked = np.asarray(masked, bool).ravel()
-    cp, mp = _unit(clean_probe), _unit(masked_probe)
-    if not (len(masked) == len(cp) == len(mp)):
-        raise OccluFaceError(f"{len(masked)} mask calls for {len(cp)} clean and {len(mp)} masked probe embeddings")
-    cg, mg = _unit(clean_gallery), _unit(masked_gallery)
-    if len(cg) != len(mg):
-        raise OccluFaceError(f"{len(cg)} clean and {len(mg)} masked gallery entries")
-    probes = np.concatenate([cp * ~masked[:, None], mp * masked[:, None]], axis=1)
-    return probes.astype(np.float32), np.concatenate([cg, mg], axis=1).astype(np.float32)
+    dp, tp = _unit(dlib_probe), _unit(tuned_probe)
+    if not (len(masked) == len(dp) == len(tp)):
+        raise OccluFaceError(f"{len(masked)} mask calls for {len(dp)} dlib and {len(tp)} tuned probe embeddings")
+    dg, tg, mg = _unit(dlib_gallery), _unit(tuned_gallery), _unit(masked_gallery)
+    if not (len(dg) == len(tg) == len(mg)):
+        raise OccluFaceError(f"{len(dg)} dlib, {len(tg)} tuned and {len(mg)} masked gallery entries")
+    m = masked[:, None]
+    probes = np.concatenate([dp * ~m / 2, tp * ~m / 2, tp * m, np.full((len(dp), 1), float(masked_offset)) * m], axis=1)
+    gallery = np.concatenate([dg, tg, mg, np.ones((len(dg), 1), np.float32)], axis=1)
+    return probes.astype(np.float32), gallery.astype(np.float32)
+
+
+def path_scores(masked: np.ndarray, dlib_probe, tuned_probe, dlib_gallery, tuned_gallery, masked_gallery,
+                masked_offset: float = 0.0) -> np.ndarray:
+    """Probes x gallery scores of :func:`routed_vectors` (each probe on its own path)."""
+    p, g = routed_vectors(masked, dlib_probe, tuned_probe, dlib_gallery, tuned_gallery, masked_gallery, masked_offset)
+    return p @ g.T
+
+
+class RoutedMatcher:
+    """The routed matcher for the recognition service: one packed vector per enrolled face and per probe,
+    so the gallery store, its search and the thresholds work on it as on any single embedding.
+
+    A gallery vector is ``[dlib, tuned, masked template, 1, 0]``; a probe is the :func:`routed_vectors` probe
+    plus one padding component (0 in every gallery vector) that gives bare and masked probes the same norm
+    ``R``. After the store and the search normalise both sides, every score is the path score / (2 R), and
+    :attr:`threshold` is the calibrated bare-path threshold on that scale.
+    """
+
+    model_id = "routed"
+
+    def __init__(self, *, device: str = "cpu"):
+        from occluface.eval.calibration import load_thresholds
+        from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
+        from occluface.faces.embed import FaceEmbedder
+
+        self.dlib = FaceEmbedder("dlib_resnet", device=device)
+        self.tuned = FaceEmbedder("occluface_resnet", device=device)
+        bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
+        self.calibrated = bare.source == "calibrated" and masked.source == "calibrated"
+        self.offset = float(bare.verify - masked.verify) if self.calibrated else 0.0
+        self.radius = float(np.sqrt(1.0 + self.offset ** 2))
+        self.bare_thresholds = bare
+        self.threshold = float(bare.verify) / (2 * self.radius)
+        self.embedding_size = self.dlib.embedding_size + 2 * self.tuned.embedding_size + 2
+
+    @property
+    def version(self) -> str:
+        """Stored with every enrolment: vectors of another routing recipe must not be mixed with these."""
+        return "routed-v1:" + "+".join(ENROL_MASKS)
+
+    def _chips(self, image: np.ndarray, faces: Sequence) -> list[np.ndarray]:
+        return [self.dlib.chip(image, f.box) for f in faces]  # both networks take dlib's chip
+
+    def gallery_vectors(self, image: np.ndarray, faces: Sequence, *, seed: int = 0) -> np.ndarray:
+        """One packed vector per enrolment face (bare chips plus the synthetic enrolment masks)."""
+        from occluface.faces.landmarks import landmarks68
+
+        if not faces:
+            return np.zeros((0, self.embedding_size), np.float32)
+        chips = self._chips(image, faces)
+        d, t = self.dlib.embed_chips(chips), self.tuned.embed_chips(chips)
+        variants = [t]
+        worn = [enrol_mask_images(image, landmarks68(image, f.box), seed + i) for i, f in enumerate(faces)]
+        for k in range(len(ENROL_MASKS)):
+            variants.append(self.tuned.embed_chips([self.dlib.chip(w[k], f.box) for w, f in zip(worn, faces)]))
+        template = masked_template(variants)
+        n = len(faces)
+        return np.concatenate([_unit(d), _unit(t), template, np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)], 1)
+
+    def probe_vectors(self, image: np.ndarray, faces: Sequence, masked: Sequence[bool]) -> np.ndarray:
+        """One packed unit vector per probe face, on the path its mask call picks."""
+        if not faces:
+            return np.zeros((0, self.embedding_size), np.float32)
+        chips = self._chips(image, faces)
+        d, t = self.dlib.embed_chips(chips), self.tuned.embed_chips(chips)
+        m = np.asarray(masked, bool).ravel()[:, None]
+        probes = np.concatenate([_unit(d) * ~m / 2, _unit(t) * ~m / 2, _unit(t) * m,
+                                 np.full((len(d), 1), self.offset, np.float32) * m], 1)
+        pad = np.sqrt(np.maximum(self.radius ** 2 - (probes.astype(np.float64) ** 2).sum(1, keepdims=True), 0.0))
+        return (np.concatenate([probes, pad.astype(np.float32)], 1) / self.radius).astype(np.float32)

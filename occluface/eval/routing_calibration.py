@@ -1,0 +1,64 @@
+"""Thresholds of the mask-routed matcher (`occluface.gallery.routing`), one per path, from training identities.
+
+Why its own calibration: the bare path scores the mean of two networks' cosines and the masked path one
+network's cosine to a masked template, so neither the dlib nor the ``occluface_resnet`` threshold fits. Both
+are picked at the same target FAR on `lfw_dev` people that ``occluface_resnet`` did not keep for
+evaluation (its held-out identities never choose anything): each person's first photo is enrolled (bare +
+the synthetic enrolment masks), the others are probes, bare for the bare path and wearing each of the
+benchmark's mask kinds for the masked path. Every probe x person pair counts (genuine: same person).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occluface.errors import DatasetError
+
+PROBE_MASKS = ("plain", "surgical", "kn95")
+BARE_ID, MASKED_ID = "routed", "routed_masked"
+
+
+def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, target_far: float = 1e-3,
+                     threads_note: str = "", progress: bool = True) -> tuple[Any, Any]:
+    """(bare-path, masked-path) :class:`~occluface.eval.calibration.Thresholds` from ``data``/lfw_dev."""
+    from rich.progress import Progress
+
+    from occluface.eval.accuracy import _lfw_items, _make_chips, _Model
+    from occluface.eval.baseline import list_identities
+    from occluface.eval.calibration import thresholds_from_scores
+    from occluface.faces.chips import dlib_chip
+    from occluface.gallery.routing import ENROL_MASKS, masked_template
+    from occluface.models.dlib_finetuned import weights_meta
+
+    folder = Path(data) / "lfw_dev"
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not found (pass --data pointing at shared/data)")
+    held = {n for names in weights_meta()["heldout"].values() for n in names}
+    ids = {n: f for n, f in list_identities(folder).items() if len(f) >= 2 and n not in held}
+    if len(ids) < 10:
+        raise DatasetError(f"{folder}: only {len(ids)} people with 2+ photos outside the held-out ones")
+    rng = np.random.default_rng(seed)
+    names = sorted(rng.choice(sorted(ids), size=min(people, len(ids)), replace=False).tolist())
+    items = _lfw_items(folder, names)
+    conditions = ["clean", *PROBE_MASKS]
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"calibrating the routed matcher on {len(names)} people", total=len(items))
+        g_lab, p_lab, chips = _make_chips(items, {"dlib": lambda img, box: dlib_chip(img, box)}, conditions,
+                                          list(PROBE_MASKS), seed + 101, "lfw_dev", bar, task, ENROL_MASKS)
+    dlib, tuned = _Model("dlib_resnet", False, "cpu"), _Model("occluface_resnet", False, "cpu")
+    emb = {(m.label, c): m.embedder.embed_chips(v) for m in (dlib, tuned) for c, v in chips["dlib"].items()}
+    same = np.asarray(p_lab)[:, None] == np.asarray(g_lab)[None, :]
+    bare = (emb[("dlib_resnet", "clean")] @ emb[("dlib_resnet", "gallery")].T
+            + emb[("occluface_resnet", "clean")] @ emb[("occluface_resnet", "gallery")].T) / 2
+    template = masked_template([emb[("occluface_resnet", "gallery")]]
+                               + [emb[("occluface_resnet", f"gallery_{e}")] for e in ENROL_MASKS])
+    masked = np.stack([emb[("occluface_resnet", k)] @ template.T for k in PROBE_MASKS])
+    where = f"{folder}: {len(names)} people outside occluface_resnet's held-out identities (seed {seed})"
+    common = {"target_far": target_far, "n_images": len(g_lab) + len(p_lab), "n_identities": len(names)}
+    th_bare = thresholds_from_scores(bare[same], bare[~same], model_id=BARE_ID, data=where + ", bare probes", **common)
+    th_masked = thresholds_from_scores(masked[:, same], masked[:, ~same], model_id=MASKED_ID,
+                                       data=where + f", probes wearing {', '.join(PROBE_MASKS)} masks", **common)
+    return th_bare, th_masked
