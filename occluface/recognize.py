@@ -119,17 +119,15 @@ class Recognizer:
         self.check_masks = check_masks
         self.detector = create_detector(detector)
         self.routed = None
+        self.score_scale = 1.0
         if model == "routed":  # occluface.gallery.routing: dlib for bare faces, occluface_resnet for masked ones
-            from occluface.eval.calibration import Thresholds
             from occluface.gallery.routing import RoutedMatcher
 
             self.routed = RoutedMatcher()
             self.embedder = self.routed.dlib
             self.model_id, self.model_version = self.routed.model_id, self.routed.version
-            b = self.routed.bare_thresholds
-            t = self.routed.threshold
-            self.thresholds = thresholds or Thresholds("routed", t, t, b.target_far, b.far, b.frr, b.n_genuine,
-                                                       b.n_impostor, b.n_images, b.n_identities, b.data, b.source)
+            self.score_scale = self.routed.score_scale  # search cosines -> path scores (the thresholds' scale)
+            self.thresholds = thresholds or self.routed.bare_thresholds
             return
         if Path(str(model)).suffix == ".pt" and Path(str(model)).is_file():
             from occluface.train.checkpoint import load_model
@@ -230,6 +228,7 @@ class Recognizer:
             states = self.mask_states(image, faces)
         matches = []
         for face, cands, state in zip(faces, results, states):
+            cands = [(n, float(v) * self.score_scale) for n, v in cands]
             best_name, best = (cands[0] if cands else (None, 0.0))
             matches.append(
                 Match(
@@ -267,7 +266,7 @@ class Recognizer:
             boxes.append([float(v) for v in face.box])
         if self.routed is not None:
             embs[0] = embs[0] / np.linalg.norm(embs[0])  # as the store keeps it: the threshold's scale
-        sim = float(np.dot(embs[0], embs[1]))
+        sim = float(np.dot(embs[0], embs[1])) * self.score_scale
         thr = self.thresholds.verify
         return Verification(same=sim >= thr, similarity=sim, threshold=thr, boxes=boxes)
 

@@ -98,8 +98,8 @@ class RoutedMatcher:
 
     A gallery vector is ``[dlib, tuned, masked template, 1, 0]``; a probe is the :func:`routed_vectors` probe
     plus one padding component (0 in every gallery vector) that gives bare and masked probes the same norm
-    ``R``. After the store and the search normalise both sides, every score is the path score / (2 R), and
-    :attr:`threshold` is the calibrated bare-path threshold on that scale.
+    ``R``. After the store and the search normalise both sides, every cosine is the path score / (2 R):
+    multiplied by :attr:`score_scale` it is back on the scale of the calibrated thresholds.
     """
 
     model_id = "routed"
@@ -116,7 +116,7 @@ class RoutedMatcher:
         self.offset = float(bare.verify - masked.verify) if self.calibrated else 0.0
         self.radius = float(np.sqrt(1.0 + self.offset ** 2))
         self.bare_thresholds = bare
-        self.threshold = float(bare.verify) / (2 * self.radius)
+        self.score_scale = 2 * self.radius
         self.embedding_size = self.dlib.embedding_size + 2 * self.tuned.embedding_size + 2
 
     @property
