@@ -118,3 +118,13 @@ def test_routed_vectors_of_the_service_score_on_one_scale(routed):
 def test_routed_rollcall_is_refused_clearly(routed):
     with pytest.raises(OccluFaceError, match="roll-call does not support --model routed"):
         routed.rollcall(SAMPLES / "fr_two_people_obama_biden.jpg")
+
+
+def test_speed_bench_measures_the_routed_path(tmp_path):
+    from occluface.eval.speed import _describe, _measure, default_backends
+
+    assert "routed-fast" in default_backends(cuda=False) and "mask classifier" in _describe("routed-fast")
+    chips = np.random.default_rng(0).integers(0, 255, (3, 150, 150, 3), dtype=np.uint8)
+    np.save(tmp_path / "chips.npy", chips)
+    out = _measure({"backend": "routed-fast", "chips": str(tmp_path / "chips.npy"), "batch": 2, "repeats": 1, "threads": 1})
+    assert out["faces_per_s"] > 0 and out["peak_rss_mib"] > 0

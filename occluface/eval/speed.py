@@ -115,7 +115,7 @@ def default_backends(compile: bool = False, cuda: bool | None = None) -> list[st
     names = ["dlib-single", "dlib-batch", "port-eager", "port-fast"]
     if compile:
         names.append("port-compile")
-    names += ["port-onnx", "finetuned-fast"]  # finetuned-*: occluface_resnet, dlib's net fine-tuned for occlusion
+    names += ["port-onnx", "finetuned-fast", "routed-fast"]  # finetuned-*: occluface_resnet, dlib's net fine-tuned for occlusion
     if cuda is None:
         import importlib.util
 
@@ -150,6 +150,8 @@ DESCRIPTIONS = {
     "port-cuda-fp16": "port, fp16 autocast on CUDA, channels-last",
     "finetuned-fast": "occluface_resnet (fine-tuned port), fp32, channels-last + inference_mode",
     "finetuned-cuda": "occluface_resnet (fine-tuned port), fp32 on CUDA, channels-last",
+    "routed-fast": "routed matcher, bare-face path (the costlier one): mask classifier on 112x112 + port + "
+                   "occluface_resnet, fp32, channels-last + inference_mode",
 }
 
 
@@ -229,6 +231,32 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
             def run_pass() -> None:
                 for s in range(0, n, batch):
                     net.compute_face_descriptor(chip_list[s : s + batch])
+
+        result["setup_s"] = time.perf_counter() - t_setup
+        times = _time_passes(run_pass, repeats)
+    elif backend == "routed-fast":
+        # The bare-face path of occluface.gallery.routing: the mask classifier, then both networks (a masked face
+        # needs only one). The classifier gets the chip resized to 112x112 (at run time, its own aligned crop).
+        import cv2
+        import torch
+
+        from occluface.maskcheck.model import load_weights, to_tensor
+        from occluface.models import create
+
+        torch.set_num_threads(int(spec["threads"]))
+        nets = [create(name).eval().to(memory_format=torch.channels_last)
+                for name in ("dlib_resnet_torch", "occluface_resnet")]
+        classifier = load_weights().eval()
+        small = np.stack([cv2.resize(c, (classifier.input_size,) * 2, interpolation=cv2.INTER_AREA) for c in chips])
+        pairs = [(torch.from_numpy(chips[s : s + batch]), small[s : s + batch]) for s in range(0, n, batch)]
+
+        def run_pass() -> None:
+            with torch.inference_mode():
+                for b, crops in pairs:
+                    classifier(to_tensor(crops)).softmax(1)
+                    x = b.permute(0, 3, 1, 2).float().div_(255.0)
+                    for net in nets:
+                        net(x)
 
         result["setup_s"] = time.perf_counter() - t_setup
         times = _time_passes(run_pass, repeats)
