@@ -1134,6 +1134,9 @@ def train_maskcls_command(
     lfw_train: int = typer.Option(0, "--lfw-train", min=0,
                                   help="Further lfw_dev people (one photo each, plus a synthetic correct and incorrect mask) "
                                        "added to the training split only."),
+    yaleb_train: int = typer.Option(0, "--yaleb-train", min=0,
+                                    help="Photos per Yale B training person (bare faces in harsh light, plus synthetic "
+                                         "masks) added to the training split only; never the held-out Yale B people."),
     ship: Path | None = typer.Option(None, "--ship", help="Also copy the fp16 best weights here (e.g. occluface/models/weights/...)."),
     test_report: bool = typer.Option(True, "--test-report/--no-test-report",
                                      help="Score the held-out test split at the end (off while comparing recipes: choose on validation only)."),
@@ -1155,7 +1158,7 @@ def train_maskcls_command(
                           seed=seed, threads=threads)
     try:
         ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                           synth_fraction=synth_fraction, lfw=lfw, lfw_train=lfw_train)
+                           synth_fraction=synth_fraction, lfw=lfw, lfw_train=lfw_train, yaleb_train=yaleb_train)
         summary = train(ds, out, cfg)
         chosen = calibrate_weights(out / "weights.pt", ds) if calibrate else None
         if test_report:
@@ -1192,6 +1195,7 @@ def calibrate_maskcls_command(
     max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
     lfw_train: int = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with)."),
+    yaleb_train: int = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with)."),
 ) -> None:
     """Choose a trained mask classifier's masked-logit bias on the validation split (never the test split)."""
     from occluface.maskcheck.calibrate import calibrate_weights
@@ -1201,7 +1205,7 @@ def calibrate_maskcls_command(
     try:
         load_weights(weights)  # a bad file fails before the (possibly long) crop cache is built
         ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                           lfw_train=lfw_train)
+                           lfw_train=lfw_train, yaleb_train=yaleb_train)
         chosen = calibrate_weights(weights, ds, out)
     except OccluFaceError as exc:
         fail(str(exc))
@@ -1218,6 +1222,7 @@ def bench_maskcls_command(
     max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
     lfw_train: int = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with)."),
+    yaleb_train: int = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with)."),
     out: Path = typer.Option(Path("reports/maskcls"), "--out", help="Folder for report.md, metrics.json, confusion PNGs."),
 ) -> None:
     """Confusion matrix, precision/recall/F1/accuracy on the held-out split and accuracy on never-seen sets."""
@@ -1228,7 +1233,7 @@ def bench_maskcls_command(
     try:
         with console.status("building / loading the cropped-face cache..."):
             ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                               lfw_train=lfw_train, progress=False)
+                               lfw_train=lfw_train, yaleb_train=yaleb_train, progress=False)
         evaluate(load_weights(weights), ds, out)
     except OccluFaceError as exc:
         fail(str(exc))

@@ -148,10 +148,12 @@ class Recognizer:
 
     def embed_faces(self, image: np.ndarray, faces: Sequence, states: Sequence | None = None) -> np.ndarray:
         """N x D unit embeddings of the given detected (probe) faces, one batch through the model; the routed
-        matcher sends each face down the path its mask state (``states``, else the classifier's) picks."""
+        matcher sends each face down the path its mask state (``states``, else the routing classifier's) picks."""
         if self.routed is not None:
-            states = self._states_for_routing(image, faces) if states is None else states
-            return self.routed.probe_vectors(image, faces, [_is_masked(s) for s in states])
+            from occluface.gallery.routing import route_masked
+
+            masked = route_masked(image, faces) if states is None else [_is_masked(s) for s in states]
+            return self.routed.probe_vectors(image, faces, masked)
         if not faces:
             return np.zeros((0, self.embedder.embedding_size), dtype=np.float32)
         chips = [self.embedder.chip(image, f.box, f.landmarks) for f in faces]
@@ -162,11 +164,6 @@ class Recognizer:
         if self.routed is not None:
             return self.routed.gallery_vectors(image, faces)
         return self.embed_faces(image, faces)
-
-    def _states_for_routing(self, image: np.ndarray, faces: Sequence) -> list[dict[str, Any]]:
-        from occluface.maskcheck.predict import predict_mask_state
-
-        return predict_mask_state(image, list(faces)) if faces else []
 
     def main_face(self, image: np.ndarray, name: str):
         from occluface.faces.detect import pick_main_face
@@ -215,17 +212,13 @@ class Recognizer:
         faces = self.detect(image)
         if not faces:
             return []
-        routing = self._states_for_routing(image, faces) if self.routed is not None else None
-        emb = self.embed_faces(image, faces, routing)
+        emb = self.embed_faces(image, faces)
         if self.model_id in self.gallery.models():
             results = search_gallery_batch(self.gallery, self.model_id, emb, k)
         else:
             results = [[] for _ in faces]
         threshold = self.thresholds.identify
-        if routing is not None and self.check_masks:
-            states = [{"label": s["label"], "prob": round(float(s["prob"]), 4)} for s in routing]
-        else:
-            states = self.mask_states(image, faces)
+        states = self.mask_states(image, faces)
         matches = []
         for face, cands, state in zip(faces, results, states):
             cands = [(n, float(v) * self.score_scale) for n, v in cands]

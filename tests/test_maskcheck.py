@@ -461,3 +461,23 @@ def test_evaluation_on_audited_labels_also_reports_the_folder_labels(tmp_path):
     assert np.array(res["all"]["confusion_matrix"]).sum() == n_two(audited)
     assert folder["all"]["n_samples"] == n_two(data) and folder["audited_faces"] == 1
     assert "before the label audit" in (tmp_path / "report.md").read_text()
+
+
+def test_yale_training_people_are_never_the_held_out_or_routing_check_ones(tmp_path):
+    from occluface.eval.baseline import list_identities
+    from occluface.train.distill import heldout_identities
+
+    for i in range(30):
+        d = tmp_path / "yaleb" / f"yaleB{i:02d}"
+        d.mkdir(parents=True)
+        for k in range(5):
+            cv2.imwrite(str(d / f"yaleB{i:02d}_P00A+{k:03d}E+00.png"), np.full((8, 8), 100, np.uint8))
+    train, check = mdata.yaleb_training_people(tmp_path)
+    ids = {n: f for n, f in list_identities(tmp_path / "yaleb").items() if len(f) >= 2}
+    held = set(heldout_identities(ids, 10, 0, salt="yaleb"))  # the ones bench accuracy scores
+    assert len(check) == mdata.YALEB_ROUTING_CHECK and len(train) == 30 - 10 - len(check)
+    assert not (set(train) & held) and not (set(check) & held) and not (set(train) & set(check))
+    recs = mdata.list_yaleb_train(tmp_path, 3, seed=0)
+    assert len(recs) == 3 * len(train) and {r.source for r in recs} == {mdata.YALEB_TRAIN}
+    assert {r.path.parent.name for r in recs} == set(train) and all(r.label == mdata.NONE for r in recs)
+    assert recs == mdata.list_yaleb_train(tmp_path, 3, seed=0) and mdata.list_yaleb_train(tmp_path, 0, seed=0) == []

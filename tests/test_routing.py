@@ -128,3 +128,22 @@ def test_speed_bench_measures_the_routed_path(tmp_path):
     np.save(tmp_path / "chips.npy", chips)
     out = _measure({"backend": "routed-fast", "chips": str(tmp_path / "chips.npy"), "batch": 2, "repeats": 1, "threads": 1})
     assert out["faces_per_s"] > 0 and out["peak_rss_mib"] > 0
+
+
+def test_routing_classifier_ships_small_and_sends_masks_down_the_masked_path():
+    from occluface.data.images import load_rgb
+    from occluface.data.occlusion import apply
+    from occluface.faces.detect import create_detector
+    from occluface.gallery.routing import ROUTING_CLASSIFIER, route_masked
+    from occluface.maskcheck.model import DEFAULT_WEIGHTS, load_weights
+
+    assert ROUTING_CLASSIFIER.is_file() and ROUTING_CLASSIFIER.stat().st_size < 3_000_000
+    assert ROUTING_CLASSIFIER != DEFAULT_WEIGHTS and load_weights(ROUTING_CLASSIFIER).classes == 2
+    assert load_weights(ROUTING_CLASSIFIER).meta["config"]  # the training run is recorded in the file
+    group = load_rgb(SAMPLES / "fr_two_people_obama_biden.jpg")
+    det = create_detector("auto")
+    faces = det.detect(group)
+    assert route_masked(group, faces) == [False, False]
+    masked = apply(group, "surgical", seed=3)
+    assert route_masked(masked, det.detect(masked)) == [True, True]
+    assert route_masked(group, []) == []

@@ -101,11 +101,13 @@ class _Routed:
         from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
 
         self.enrol_kinds = ENROL_MASKS
-        self.mask_model = load_weights()
+        from occluface.gallery.routing import ROUTING_CLASSIFIER
+
+        self.mask_model = load_weights(ROUTING_CLASSIFIER)
         bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
         calibrated = bare.source == "calibrated" and masked.source == "calibrated"
         self.offset = float(bare.verify - masked.verify) if calibrated else 0.0
-        self.note = (f"mask-routed: probes the shipped mask classifier calls unmasked score the mean of `{self.clean_spec}`'s "
+        self.note = (f"mask-routed: probes the routing classifier (`maskroute_resnet18.pt`) calls unmasked score the mean of `{self.clean_spec}`'s "
                      f"and `{self.masked_spec}`'s cosine to the clean gallery; masked ones `{self.masked_spec}`'s cosine to "
                      f"per-person templates (the gallery photo bare and wearing synthetic {' and '.join(self.enrol_kinds)} "
                      f"masks), " + (f"shifted by {self.offset:+.4f} (the two paths' calibrated thresholds) so one "

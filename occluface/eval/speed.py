@@ -246,7 +246,9 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
         nets = [create(name).eval().to(memory_format=torch.channels_last)
                 for name in ("dlib_resnet_torch", "occluface_resnet")]
-        classifier = load_weights().eval()
+        from occluface.gallery.routing import ROUTING_CLASSIFIER
+
+        classifier = load_weights(ROUTING_CLASSIFIER).eval()
         small = np.stack([cv2.resize(c, (classifier.input_size,) * 2, interpolation=cv2.INTER_AREA) for c in chips])
         pairs = [(torch.from_numpy(chips[s : s + batch]), small[s : s + batch]) for s in range(0, n, batch)]
 

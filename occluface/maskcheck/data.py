@@ -115,6 +115,45 @@ def list_lfw(root: Path, n: int, seed: int, *, train: int = 0) -> list[Record]:
     return [Record(sorted(d.glob("*.jpg"))[0], NONE, source, f"{source}:{d.name}") for d in chosen if any(d.glob("*.jpg"))]
 
 
+YALEB_TRAIN = "yaleb/train"
+#: Yale B people the mask classifier never trains on: held out to check, on faces it never saw, how often it
+#: calls a bare face in harsh light masked (what sends a face down the routed matcher's masked path).
+YALEB_ROUTING_CHECK = 10
+
+
+def yaleb_training_people(root: Path, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(training people, routing-check people) of ``yaleb/``: neither ever one of the identities
+    ``occluface_resnet`` holds out for evaluation (``bench accuracy`` scores the classifier's routing on those)."""
+    from occluface.eval.baseline import list_identities
+    from occluface.train.distill import heldout_identities
+
+    folder = root / "yaleb"
+    if not folder.is_dir():
+        return [], []
+    ids = {n: f for n, f in list_identities(folder).items() if len(f) >= 2}
+    held = set(heldout_identities(ids, 10, 0, salt="yaleb"))
+    rest = sorted(n for n in ids if n not in held)
+    check = sorted(np.random.default_rng(77).choice(rest, size=min(YALEB_ROUTING_CHECK, len(rest)), replace=False).tolist())
+    return [n for n in rest if n not in set(check)], check
+
+
+def list_yaleb_train(root: Path, per_person: int, seed: int) -> list[Record]:
+    """``per_person`` seeded photos of every Yale B training person (bare faces in harsh one-sided light, which
+    the mask_cls photos never show), as training faces; each also gets synthetic masks."""
+    if per_person <= 0:
+        return []
+    from occluface.eval.baseline import list_identities
+
+    train, _ = yaleb_training_people(root, seed)
+    photos = list_identities(root / "yaleb")
+    out = []
+    for name in train:
+        files = sorted(photos[name])
+        pick = sorted(np.random.default_rng([seed, 11, len(out)]).permutation(len(files))[:per_person])
+        out += [Record(files[i], NONE, YALEB_TRAIN, f"{YALEB_TRAIN}:{name}/{files[i].name}") for i in pick]
+    return out
+
+
 def ood_folders(records: list[Record], fraction: float, seed: int) -> set[str]:
     """Whole rwmfd crawl folders (seeded) holding about ``fraction`` of its images: never trained on."""
     counts: dict[str, int] = {}
@@ -259,15 +298,17 @@ def main_face(detector: Any, image: np.ndarray) -> Any:
 
 PART_SOURCES = ("mask_cls/with_mask", "mask_cls/without_mask", "rwmfd", "lfw")
 #: Sources whose unmasked faces get synthetic masks (``LFW_TRAIN`` always, the others by ``synth_fraction``).
-SYNTH_SOURCES = ("mask_cls/without_mask", LFW_TRAIN)
+SYNTH_SOURCES = ("mask_cls/without_mask", LFW_TRAIN, YALEB_TRAIN)
+#: Training-only sources (never validation or test).
+TRAIN_ONLY = (LFW_TRAIN, YALEB_TRAIN)
 
 
-def _sources(lfw_train: int) -> tuple[str, ...]:
-    return PART_SOURCES + ((LFW_TRAIN,) if lfw_train else ())
+def _sources(lfw_train: int, yaleb_train: int = 0) -> tuple[str, ...]:
+    return PART_SOURCES + ((LFW_TRAIN,) if lfw_train else ()) + ((YALEB_TRAIN,) if yaleb_train else ())
 
 
 def _records(root: Path, seed: int, lfw: int, limit: int | None, max_unmasked: int | None = None,
-             lfw_train: int = 0) -> dict[str, list[Record]]:
+             lfw_train: int = 0, yaleb_train: int = 0) -> dict[str, list[Record]]:
     cls_records = list_mask_cls(root)
     out = {
         "mask_cls/with_mask": [r for r in cls_records if r.source == "mask_cls/with_mask"],
@@ -275,13 +316,14 @@ def _records(root: Path, seed: int, lfw: int, limit: int | None, max_unmasked: i
         "rwmfd": list_rwmfd(root) if (root / "rwmfd_masked").is_dir() else [],
         "lfw": list_lfw(root, lfw, seed),
         LFW_TRAIN: list_lfw(root, lfw, seed, train=lfw_train),
+        YALEB_TRAIN: list_yaleb_train(root, yaleb_train, seed),
     }
     if max_unmasked:  # a seeded subset of the unmasked photos (each gets synthetic masks: the costly part)
         v = out["mask_cls/without_mask"]
         keep = sorted(np.random.default_rng(seed + 3).permutation(len(v))[:max_unmasked])
         out["mask_cls/without_mask"] = [v[i] for i in keep]
     if limit:
-        out = {k: v[: (max(1, limit // 4) if k in ("lfw", LFW_TRAIN) else limit)] for k, v in out.items()}
+        out = {k: v[: (max(1, limit // 4) if k in ("lfw", *TRAIN_ONLY) else limit)] for k, v in out.items()}
     return out
 
 
@@ -362,7 +404,7 @@ def crop_part(root: Path, records: list[Record], part: Path, *, seed: int, synth
                     acc["skipped"].append(rec.path.relative_to(root).as_posix())
             else:
                 add(align_face(img, face.landmarks, CROP), rec.label, rec)
-                wants_synth = rec.source == LFW_TRAIN or np.random.default_rng(seed * 100003 + k).random() < synth_fraction
+                wants_synth = rec.source in TRAIN_ONLY or np.random.default_rng(seed * 100003 + k).random() < synth_fraction
                 if rec.source in SYNTH_SOURCES and wants_synth:
                     good, bad = synth_masks(img, seed * 100003 + k, face.landmarks)
                     if good is not None:
@@ -384,12 +426,12 @@ def _save_npz(path: Path, data: dict[str, np.ndarray]) -> None:
 
 def build_parts(root: str | Path, cache: str | Path, sources: tuple[str, ...] | None = None, *, seed: int = 0,
                 lfw: int = 200, synth_fraction: float = 0.6, limit: int | None = None, detector: str = "auto",
-                max_unmasked: int | None = None, lfw_train: int = 0, progress: bool = True) -> None:
+                max_unmasked: int | None = None, lfw_train: int = 0, yaleb_train: int = 0, progress: bool = True) -> None:
     """Crop the given sources (default: all in use) into per-source part files next to ``cache`` (resumable;
     one process per source)."""
     root, cache = Path(root), Path(cache)
-    recs = _records(root, seed, lfw, limit, max_unmasked, lfw_train)
-    sources = _sources(lfw_train) if sources is None else sources
+    recs = _records(root, seed, lfw, limit, max_unmasked, lfw_train, yaleb_train)
+    sources = _sources(lfw_train, yaleb_train) if sources is None else sources
     for source in sources:
         crop_part(root, recs[source], _part_path(cache, source), seed=seed, synth_fraction=synth_fraction,
                   detector=detector, progress=progress)
@@ -408,6 +450,7 @@ def build_dataset(
     max_unmasked: int | None = None,
     val_fraction: float = 0.2,
     lfw_train: int = 0,
+    yaleb_train: int = 0,
     allow_partial: bool = False,
     progress: bool = True,
     audit: bool = True,
@@ -422,7 +465,8 @@ def build_dataset(
     ``max_unmasked`` (None: all 1000) caps the unmasked mask_cls photos; ``val_fraction`` is the share of the
     non-test groups used for validation (0.2: a validation split large enough to tell recipes apart; the
     test groups do not depend on it). ``lfw_train`` adds that many lfw_dev people as training faces, each
-    also synthetically masked (never validation or test, never the never-seen lfw people). Crops are made
+    also synthetically masked (never validation or test, never the never-seen lfw people); ``yaleb_train``
+    adds that many photos of each Yale B training person (:func:`yaleb_training_people`) the same way. Crops are made
     per source into part files first (see :func:`build_parts`), so an interrupted build resumes.
     """
     root, cache = Path(root), Path(cache)
@@ -443,6 +487,9 @@ def build_dataset(
             elif int(data.get("lfw_train", np.array(0))) != lfw_train:
                 raise DatasetError(f"{cache}: built with {int(data.get('lfw_train', np.array(0)))} extra lfw_dev training "
                                    f"people, not {lfw_train}; use another --cache")
+            elif int(data.get("yaleb_train", np.array(0))) != yaleb_train:
+                raise DatasetError(f"{cache}: built with {int(data.get('yaleb_train', np.array(0)))} Yale B training photos "
+                                   f"per person, not {yaleb_train}; use another --cache")
             if data is not None:
                 return _audited(data) if audit else data
     if not root.is_dir():
@@ -450,9 +497,9 @@ def build_dataset(
     list_mask_cls(root)  # clear error when the set is missing
     if not allow_partial:
         build_parts(root, cache, seed=seed, lfw=lfw, synth_fraction=synth_fraction, limit=limit, detector=detector,
-                    max_unmasked=max_unmasked, lfw_train=lfw_train, progress=progress)
+                    max_unmasked=max_unmasked, lfw_train=lfw_train, yaleb_train=yaleb_train, progress=progress)
     parts, names = [], []
-    for source in _sources(lfw_train):
+    for source in _sources(lfw_train, yaleb_train):
         if not _part_path(cache, source).is_file():
             raise DatasetError(f"{_part_path(cache, source)}: not cropped yet; run without allow_partial to build it")
         with np.load(_part_path(cache, source), allow_pickle=False) as z:
@@ -473,13 +520,14 @@ def build_dataset(
     strata = [s.replace("/synthetic", "") for s in data["source"].tolist()]
     split = np.array(split_groups(grp, strata, seed, val_fraction=val_fraction), dtype="<U5")
     split[is_ood] = "ood"
-    split[np.char.startswith(data["source"], LFW_TRAIN)] = "train"  # extra faces: training only
+    for only in TRAIN_ONLY:
+        split[np.char.startswith(data["source"], only)] = "train"  # extra faces: training only
     # a near-duplicate of a never-seen photo must not be trained on either: set it aside ("dup")
     ood_groups = set(np.asarray(grp)[is_ood].tolist())
     split[~is_ood & np.isin(np.asarray(grp), sorted(ood_groups))] = "dup"
     data.update(group=np.array(grp), split=split, skipped=skipped if skipped.size else np.array([""]),
                 version=np.array(CACHE_VERSION), seed=np.array(seed), partial=np.array(bool(incomplete)),
-                val_fraction=np.array(val_fraction), lfw_train=np.array(lfw_train))
+                val_fraction=np.array(val_fraction), lfw_train=np.array(lfw_train), yaleb_train=np.array(yaleb_train))
     _save_npz(cache, data)
     return _audited(data) if audit else data
 
