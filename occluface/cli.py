@@ -485,7 +485,7 @@ def bench_search_command(
 # ----------------------------------------------------------------------------- recognition (gallery)
 GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery file (default: under the user's data directory).",
                           envvar="OCCLUFACE_GALLERY")
-ModelOpt = typer.Option("dlib_resnet", "--model", "-m", help="Embedding model: registry name, checkpoint .pt, or routed (dlib for bare faces, occluface_resnet for masked ones; see calibrate-routed).")
+ModelOpt = typer.Option("routed", "--model", "-m", help="Embedding model: routed (default: dlib for bare faces, occluface_resnet for masked ones), a registry name such as dlib_resnet, or a checkpoint .pt. A gallery keeps each model's enrolments apart.")
 DetectorOpt = typer.Option("auto", "--detector", help="Face detector (see `occluface bench detect`).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -733,7 +733,7 @@ def gallery_remove_command(
 @app.command("calibrate")
 def calibrate_command(
     data: Path = typer.Option(..., "--data", help="Folder with one sub-folder of photos per person."),
-    model: str = ModelOpt,
+    model: str = typer.Option("dlib_resnet", "--model", "-m", help="Embedding model: registry name or checkpoint .pt (the routed matcher: calibrate-routed)."),
     detector: str = DetectorOpt,
     target_far: float = typer.Option(1e-3, "--target-far", help="False-accept rate the threshold is chosen for."),
     max_identities: int = typer.Option(None, "--max-identities", help="Use a seeded subset of people."),
@@ -747,6 +747,8 @@ def calibrate_command(
         calibrate_folder, save_thresholds, shipped_thresholds_path, user_thresholds_path,
     )
 
+    if model == "routed":
+        fail("the routed matcher has two thresholds, one per path: use `occluface calibrate-routed`")
     exclude: set[str] = set()
     if exclude_heldout:
         if model != "occluface_resnet":
@@ -919,7 +921,8 @@ def demo_command(
 
     with console.status("enrolling the bundled roster and identifying its probes..."):
         res = run_recognition_demo(out)
-    table = Table(title=f"Identification of held-out photos (dlib baseline, threshold {res['threshold']:.3f})")
+    label = {"routed": "routed matcher", "dlib_resnet": "dlib baseline"}.get(res.get("model", ""), res.get("model", ""))
+    table = Table(title=f"Identification of held-out photos ({label}, threshold {res['threshold']:.3f})")
     for col in ("person", "clean probe", "sim", "surgical mask", "sim"):
         table.add_column(col)
     for r in res["rows"]:

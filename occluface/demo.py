@@ -81,6 +81,7 @@ def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: i
     }
     return {
         "gallery": str(gallery_path),
+        "model": rec.model_id,
         "threshold": rec.thresholds.identify,
         "threshold_source": rec.thresholds.source,
         "rows": rows,

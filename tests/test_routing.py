@@ -115,9 +115,11 @@ def test_routed_vectors_of_the_service_score_on_one_scale(routed):
     assert diff.same is False and diff.similarity < diff.threshold == routed.thresholds.verify
 
 
-def test_routed_rollcall_is_refused_clearly(routed):
-    with pytest.raises(OccluFaceError, match="roll-call does not support --model routed"):
-        routed.rollcall(SAMPLES / "fr_two_people_obama_biden.jpg")
+def test_routed_rollcall_uses_one_embedding_space_and_names_both(routed):
+    out = routed.rollcall(SAMPLES / "fr_two_people_obama_biden.jpg")
+    assert sorted(out["present"]) == ["Biden", "Obama"] and out["absent"] == []
+    with pytest.raises(OccluFaceError, match="columns"):
+        routed.routed.tuned_part(np.zeros((2, 5), np.float32))
 
 
 def test_speed_bench_measures_the_routed_path(tmp_path):
@@ -147,3 +149,14 @@ def test_routing_classifier_ships_small_and_sends_masks_down_the_masked_path():
     masked = apply(group, "surgical", seed=3)
     assert route_masked(masked, det.detect(masked)) == [True, True]
     assert route_masked(group, []) == []
+
+
+def test_identify_on_a_gallery_enrolled_with_another_model_says_so(tmp_path):
+    from occluface.gallery.store import open_gallery
+    from occluface.recognize import Recognizer
+
+    store = open_gallery(tmp_path / "g.sqlite3")
+    Recognizer(store, model="dlib_resnet", check_masks=False).enroll("Obama", [SAMPLES / "fr_obama.jpg"])
+    with pytest.raises(OccluFaceError, match="enrolments for dlib_resnet only.*--model dlib_resnet"):
+        Recognizer(store, check_masks=False).identify(SAMPLES / "fr_obama.jpg")
+    assert Recognizer(open_gallery(tmp_path / "empty.sqlite3")).identify(SAMPLES / "fr_obama.jpg")[0].name is None

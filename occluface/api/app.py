@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from occluface.api.keys import KeyStore
+from occluface.recognize import DEFAULT_MODEL
 from occluface.errors import ImageError, OccluFaceError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -27,7 +28,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 @dataclass
 class ApiSettings:
     gallery: Path | None = None
-    model: str = "dlib_resnet"
+    model: str = DEFAULT_MODEL
     detector: str = "auto"
     keys: KeyStore = field(default_factory=KeyStore)
     max_upload_bytes: int = 10 * 1024 * 1024
