@@ -1243,6 +1243,41 @@ def bench_maskcls_command(
     _show_report(out / "report.md", out / "report.md", out / "metrics.json", out / "confusion.png")
 
 
+@bench_app.command("maskcls-checks")
+def bench_maskcls_checks_command(
+    weights: list[Path] = typer.Option(None, "--weights", help="Weight files to check (repeatable; default: the shipped classifier and the routing classifier)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder (its yaleb/ for the harsh-light check; skipped when missing)."),
+    threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
+    out: Path = typer.Option(Path("reports/maskcls-checks"), "--out", help="Folder for report.md and metrics.json."),
+) -> None:
+    """Grad-CAM share on synthetic masks (bundled faces) and bare harsh-light Yale B faces called masked."""
+    import json
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from occluface.gallery.routing import ROUTING_CLASSIFIER
+    from occluface.maskcheck.checks import gradcam_on_mask, harsh_light, render
+    from occluface.maskcheck.data import yaleb_training_people
+    from occluface.maskcheck.model import DEFAULT_WEIGHTS, load_weights
+
+    rows = []
+    try:
+        for w in weights or [DEFAULT_WEIGHTS, ROUTING_CLASSIFIER]:
+            model = load_weights(w)
+            row = {"weights": Path(w).name, "gradcam": gradcam_on_mask(model)}
+            if (data / "yaleb").is_dir() and yaleb_training_people(data)[1]:  # else: no Yale B people to check
+                row["harsh_light"] = harsh_light(model, data)
+            rows.append(row)
+        out.mkdir(parents=True, exist_ok=True)
+    except (OccluFaceError, OSError) as exc:
+        fail(str(exc))
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "report.md").write_text(render(rows))
+    _show_report(out / "report.md", out / "report.md", out / "metrics.json")
+
+
 # ----------------------------------------------------------------------------- reliability (issue 9)
 
 

@@ -481,3 +481,15 @@ def test_yale_training_people_are_never_the_held_out_or_routing_check_ones(tmp_p
     assert len(recs) == 3 * len(train) and {r.source for r in recs} == {mdata.YALEB_TRAIN}
     assert {r.path.parent.name for r in recs} == set(train) and all(r.label == mdata.NONE for r in recs)
     assert recs == mdata.list_yaleb_train(tmp_path, 3, seed=0) and mdata.list_yaleb_train(tmp_path, 0, seed=0) == []
+
+
+def test_maskcls_checks_command_reports_gradcam_and_skips_yale_without_check_people(tmp_path):
+    from occluface.maskcheck.model import DEFAULT_WEIGHTS
+
+    res = runner.invoke(app, ["bench", "maskcls-checks", "--weights", str(DEFAULT_WEIGHTS), "--data", str(DATA),
+                              "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert [r["weights"] for r in rows] == ["maskcls_resnet18.pt"] and "harsh_light" not in rows[0]
+    assert rows[0]["gradcam"]["faces"] == 30 and rows[0]["gradcam"]["share_on_mask"] > 0.5
+    assert "| `maskcls_resnet18.pt` |" in (tmp_path / "o" / "report.md").read_text()
