@@ -1188,17 +1188,27 @@ def _print_mask_bias(chosen: dict) -> None:
                   f"{before['false_masked']} -> {after['false_masked']}", highlight=False)
 
 
+# The crop cache a trained mask classifier is scored or calibrated on: every option must match its training run.
+MaskDataOpt = typer.Option(Path("../shared/data"), "--data", help="Shared data folder.")
+MaskCacheOpt = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use).")
+MaskSeedOpt = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with).")
+MaskMaxUnmaskedOpt = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all.")
+MaskValFractionOpt = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with).")
+MaskLfwTrainOpt = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with).")
+MaskYalebTrainOpt = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with).")
+
+
 @app.command("calibrate-maskcls")
 def calibrate_maskcls_command(
     weights: Path = typer.Option(..., "--weights", help="Mask-classifier weight file to calibrate (rewritten unless --out)."),
     out: Path | None = typer.Option(None, "--out", help="Write the calibrated weights here instead."),
-    data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder."),
-    cache: Path = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with)."),
-    max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
-    lfw_train: int = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with)."),
-    yaleb_train: int = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with)."),
+    data: Path = MaskDataOpt,
+    cache: Path = MaskCacheOpt,
+    seed: int = MaskSeedOpt,
+    max_unmasked: int = MaskMaxUnmaskedOpt,
+    val_fraction: float = MaskValFractionOpt,
+    lfw_train: int = MaskLfwTrainOpt,
+    yaleb_train: int = MaskYalebTrainOpt,
 ) -> None:
     """Choose a trained mask classifier's masked-logit bias on the validation split (never the test split)."""
     from occluface.maskcheck.calibrate import calibrate_weights
@@ -1219,13 +1229,13 @@ def calibrate_maskcls_command(
 @bench_app.command("maskcls")
 def bench_maskcls_command(
     weights: Path | None = typer.Option(None, "--weights", help="Weights to score (default: the shipped ones)."),
-    data: Path = typer.Option(Path("../shared/data"), "--data", help="Shared data folder."),
-    cache: Path = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with)."),
-    max_unmasked: int = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with)."),
-    lfw_train: int = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with)."),
-    yaleb_train: int = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with)."),
+    data: Path = MaskDataOpt,
+    cache: Path = MaskCacheOpt,
+    seed: int = MaskSeedOpt,
+    max_unmasked: int = MaskMaxUnmaskedOpt,
+    val_fraction: float = MaskValFractionOpt,
+    lfw_train: int = MaskLfwTrainOpt,
+    yaleb_train: int = MaskYalebTrainOpt,
     out: Path = typer.Option(Path("reports/maskcls"), "--out", help="Folder for report.md, metrics.json, confusion PNGs."),
 ) -> None:
     """Confusion matrix, precision/recall/F1/accuracy on the held-out split and accuracy on never-seen sets."""

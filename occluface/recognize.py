@@ -89,11 +89,6 @@ def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     return load_rgb(source, name=name)
 
 
-def _is_masked(state: dict[str, Any] | None) -> bool:
-    """Whether a mask state sends a face down the masked path (any worn mask, correctly or not)."""
-    return state is not None and state.get("label") not in ("unmasked", "none")
-
-
 def _source_name(source: ImageSource, index: int) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
@@ -155,9 +150,9 @@ class Recognizer:
         """N x D unit embeddings of the given detected (probe) faces, one batch through the model; the routed
         matcher sends each face down the path its mask state (``states``, else the routing classifier's) picks."""
         if self.routed is not None:
-            from occluface.gallery.routing import route_masked
+            from occluface.gallery.routing import is_masked, route_masked
 
-            masked = route_masked(image, faces) if states is None else [_is_masked(s) for s in states]
+            masked = route_masked(image, faces) if states is None else [is_masked(s) for s in states]
             return self.routed.probe_vectors(image, faces, masked)
         if not faces:
             return np.zeros((0, self.embedder.embedding_size), dtype=np.float32)
@@ -305,7 +300,7 @@ class Recognizer:
         keep = [i for i, n in enumerate(names) if n in set(roster_names)]
         model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
         if self.routed is not None:
-            emb = self.routed.tuned.embed_chips([self.routed.dlib.chip(image, f.box) for f in faces])
+            emb = self.routed.tuned_embeddings(image, faces)  # the space the confidence model was fitted in
         else:
             emb = self.embed_faces(image, faces)
         result = rollcall(emb, model, roster_names, threshold=threshold, method=method,

@@ -18,9 +18,9 @@ closed-set rank-1 against the clean gallery; verification AUC and TAR@FAR=1e-3 o
 (genuine = same person). No shared folder holds real masked photos with identity labels (`rwmfd_masked/` and
 `mask_cls/with_mask/` are unlabelled), so real masked faces cannot be scored here; the report says so.
 
-`routed` (`occluface.gallery.routing`) is a matcher rather than a network: each probe goes to dlib's network
-or to `occluface_resnet` (against masked enrolment templates) as the shipped mask classifier calls it bare or
-masked; the share sent each way is reported.
+`routed` (`occluface.gallery.routing`) is a matcher rather than a network: each probe goes down its bare path
+(dlib's network with `occluface_resnet`) or its masked path (`occluface_resnet` against masked enrolment
+templates) as the routing classifier calls it bare or masked; the share sent each way is reported.
 
 `dlib_resnet` is computed with its exact PyTorch port `dlib_resnet_torch` (cosine 1.000000 to dlib's own
 descriptors, `tests/test_dlib_port.py`) because dlib itself runs ~12 faces/s here; pass `exact_dlib=True` to
@@ -87,7 +87,7 @@ class _Routed:
     clean_spec, masked_spec = "dlib_resnet", "occluface_resnet"
 
     def __init__(self, compared: list[_Model], exact_dlib: bool, device: str):
-        from occluface.gallery.routing import ENROL_MASKS
+        from occluface.gallery.routing import ENROL_MASKS, ROUTING_CLASSIFIER, path_thresholds
         from occluface.maskcheck.model import load_weights
 
         by_label = {m.label: m for m in compared}
@@ -97,16 +97,9 @@ class _Routed:
         for m in self.parts:
             if m.chip_key != "dlib":
                 raise OccluFaceError(f"the routed matcher needs dlib-chip models; {m.label} aligns its own chips")
-        from occluface.eval.calibration import load_thresholds
-        from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
-
         self.enrol_kinds = ENROL_MASKS
-        from occluface.gallery.routing import ROUTING_CLASSIFIER
-
         self.mask_model = load_weights(ROUTING_CLASSIFIER)
-        bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
-        calibrated = bare.source == "calibrated" and masked.source == "calibrated"
-        self.offset = float(bare.verify - masked.verify) if calibrated else 0.0
+        _, self.offset, calibrated = path_thresholds()
         self.note = (f"mask-routed: probes the routing classifier (`maskroute_resnet18.pt`) calls unmasked score the mean of `{self.clean_spec}`'s "
                      f"and `{self.masked_spec}`'s cosine to the clean gallery; masked ones `{self.masked_spec}`'s cosine to "
                      f"per-person templates (the gallery photo bare and wearing synthetic {' and '.join(self.enrol_kinds)} "

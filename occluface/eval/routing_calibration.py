@@ -22,7 +22,7 @@ BARE_ID, MASKED_ID = "routed", "routed_masked"
 
 
 def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, target_far: float = 1e-3,
-                     threads_note: str = "", progress: bool = True) -> tuple[Any, Any]:
+                     progress: bool = True) -> tuple[Any, Any]:
     """(bare-path, masked-path) :class:`~occluface.eval.calibration.Thresholds` from ``data``/lfw_dev."""
     from rich.progress import Progress
 
@@ -30,7 +30,7 @@ def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, targ
     from occluface.eval.baseline import list_identities
     from occluface.eval.calibration import thresholds_from_scores
     from occluface.faces.chips import dlib_chip
-    from occluface.gallery.routing import ENROL_MASKS, masked_template
+    from occluface.gallery.routing import ENROL_MASKS, masked_template, path_scores
     from occluface.models.dlib_finetuned import weights_meta
 
     folder = Path(data) / "lfw_dev"
@@ -51,11 +51,16 @@ def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, targ
     dlib, tuned = _Model("dlib_resnet", False, "cpu"), _Model("occluface_resnet", False, "cpu")
     emb = {(m.label, c): m.embedder.embed_chips(v) for m in (dlib, tuned) for c, v in chips["dlib"].items()}
     same = np.asarray(p_lab)[:, None] == np.asarray(g_lab)[None, :]
-    bare = (emb[("dlib_resnet", "clean")] @ emb[("dlib_resnet", "gallery")].T
-            + emb[("occluface_resnet", "clean")] @ emb[("occluface_resnet", "gallery")].T) / 2
-    template = masked_template([emb[("occluface_resnet", "gallery")]]
-                               + [emb[("occluface_resnet", f"gallery_{e}")] for e in ENROL_MASKS])
-    masked = np.stack([emb[("occluface_resnet", k)] @ template.T for k in PROBE_MASKS])
+    gallery = (emb[("dlib_resnet", "gallery")], emb[("occluface_resnet", "gallery")],
+               masked_template([emb[("occluface_resnet", "gallery")]]
+                               + [emb[("occluface_resnet", f"gallery_{e}")] for e in ENROL_MASKS]))
+
+    def scores(condition: str, masked_path: bool) -> np.ndarray:  # every probe on one path, unshifted
+        calls = np.full(len(p_lab), masked_path)
+        return path_scores(calls, emb[("dlib_resnet", condition)], emb[("occluface_resnet", condition)], *gallery)
+
+    bare = scores("clean", False)
+    masked = np.stack([scores(k, True) for k in PROBE_MASKS])
     where = f"{folder}: {len(names)} people outside occluface_resnet's held-out identities (seed {seed})"
     common = {"target_far": target_far, "n_images": len(g_lab) + len(p_lab), "n_identities": len(names)}
     th_bare = thresholds_from_scores(bare[same], bare[~same], model_id=BARE_ID, data=where + ", bare probes", **common)

@@ -45,13 +45,29 @@ ENROL_MASKS: tuple[str, ...] = ("cloth", "mask")
 ROUTING_CLASSIFIER = Path(__file__).resolve().parents[1] / "models" / "weights" / "maskroute_resnet18.pt"
 
 
+def path_thresholds() -> tuple[object, float, bool]:
+    """(the bare path's thresholds, the shift onto them of a masked-path score, whether both paths are
+    calibrated): the shift is the bare minus the masked threshold, or 0 when either is uncalibrated."""
+    from occluface.eval.calibration import load_thresholds
+    from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
+
+    bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
+    calibrated = bare.source == "calibrated" and masked.source == "calibrated"
+    return bare, (float(bare.verify - masked.verify) if calibrated else 0.0), calibrated
+
+
+def is_masked(state: dict | None) -> bool:
+    """Whether a mask state (``{"label": ...}``) sends a face down the masked path: any worn mask, correctly or not."""
+    return state is not None and state.get("label") not in ("unmasked", "none")
+
+
 def route_masked(image: np.ndarray, faces: Sequence) -> list[bool]:
     """Whether each face goes down the masked path (the routing classifier calls it masked)."""
     from occluface.maskcheck.predict import predict_mask_state
 
     if not faces:
         return []
-    return [s["label"] not in ("unmasked", "none") for s in predict_mask_state(image, list(faces), weights=ROUTING_CLASSIFIER)]
+    return [is_masked(s) for s in predict_mask_state(image, list(faces), weights=ROUTING_CLASSIFIER)]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -81,26 +97,36 @@ def enrol_mask_images(image: np.ndarray, landmarks68: np.ndarray, seed: int,
     return [occlude(image, kind, seed=int(seed) + i, landmarks=landmarks68) for i, kind in enumerate(kinds)]
 
 
+def routed_probes(masked: np.ndarray, dlib_probe: np.ndarray, tuned_probe: np.ndarray,
+                  masked_offset: float = 0.0) -> np.ndarray:
+    """Probe half of :func:`routed_vectors`: ``[d/2, t/2, 0, 0]`` bare, ``[0, 0, t, offset]`` masked."""
+    masked = np.asarray(masked, bool).ravel()
+    dp, tp = _unit(dlib_probe), _unit(tuned_probe)
+    if not (len(masked) == len(dp) == len(tp)):
+        raise OccluFaceError(f"{len(masked)} mask calls for {len(dp)} dlib and {len(tp)} tuned probe embeddings")
+    m = masked[:, None]
+    offset = np.full((len(dp), 1), float(masked_offset), np.float32)
+    return np.concatenate([dp * ~m / 2, tp * ~m / 2, tp * m, offset * m], axis=1).astype(np.float32)
+
+
+def routed_gallery(dlib_gallery: np.ndarray, tuned_gallery: np.ndarray, masked_gallery: np.ndarray) -> np.ndarray:
+    """Gallery half of :func:`routed_vectors`: ``[dlib, tuned, masked template, 1]`` per entry."""
+    dg, tg, mg = _unit(dlib_gallery), _unit(tuned_gallery), _unit(masked_gallery)
+    if not (len(dg) == len(tg) == len(mg)):
+        raise OccluFaceError(f"{len(dg)} dlib, {len(tg)} tuned and {len(mg)} masked gallery entries")
+    return np.concatenate([dg, tg, mg, np.ones((len(dg), 1), np.float32)], axis=1).astype(np.float32)
+
+
 def routed_vectors(masked: np.ndarray, dlib_probe: np.ndarray, tuned_probe: np.ndarray, dlib_gallery: np.ndarray,
                    tuned_gallery: np.ndarray, masked_gallery: np.ndarray, masked_offset: float = 0.0
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(probe vectors, gallery vectors) whose dot product is each probe's score on its own path.
 
-    ``masked``: one bool per probe (the mask classifier's call). A bare probe is ``[d/2, t/2, 0, 0]``, a
-    masked one ``[0, 0, t, offset]``, a gallery entry ``[dlib, tuned, masked template, 1]``: the dot product
-    is the bare path's mean cosine or the masked path's cosine plus ``masked_offset`` (the bare threshold
-    minus the masked one). Every gallery vector has the same norm, so ranks do not change with it."""
-    masked = np.asarray(masked, bool).ravel()
-    dp, tp = _unit(dlib_probe), _unit(tuned_probe)
-    if not (len(masked) == len(dp) == len(tp)):
-        raise OccluFaceError(f"{len(masked)} mask calls for {len(dp)} dlib and {len(tp)} tuned probe embeddings")
-    dg, tg, mg = _unit(dlib_gallery), _unit(tuned_gallery), _unit(masked_gallery)
-    if not (len(dg) == len(tg) == len(mg)):
-        raise OccluFaceError(f"{len(dg)} dlib, {len(tg)} tuned and {len(mg)} masked gallery entries")
-    m = masked[:, None]
-    probes = np.concatenate([dp * ~m / 2, tp * ~m / 2, tp * m, np.full((len(dp), 1), float(masked_offset)) * m], axis=1)
-    gallery = np.concatenate([dg, tg, mg, np.ones((len(dg), 1), np.float32)], axis=1)
-    return probes.astype(np.float32), gallery.astype(np.float32)
+    ``masked``: one bool per probe (the mask classifier's call). The dot product is the bare path's mean
+    cosine or the masked path's cosine plus ``masked_offset`` (the bare threshold minus the masked one).
+    Every gallery vector has the same norm, so ranks do not change with it."""
+    return (routed_probes(masked, dlib_probe, tuned_probe, masked_offset),
+            routed_gallery(dlib_gallery, tuned_gallery, masked_gallery))
 
 
 def path_scores(masked: np.ndarray, dlib_probe, tuned_probe, dlib_gallery, tuned_gallery, masked_gallery,
@@ -123,17 +149,12 @@ class RoutedMatcher:
     model_id = "routed"
 
     def __init__(self, *, device: str = "cpu"):
-        from occluface.eval.calibration import load_thresholds
-        from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
         from occluface.faces.embed import FaceEmbedder
 
         self.dlib = FaceEmbedder("dlib_resnet_torch", device=device)  # dlib's network, exactly, 20x faster
         self.tuned = FaceEmbedder("occluface_resnet", device=device)
-        bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
-        self.calibrated = bare.source == "calibrated" and masked.source == "calibrated"
-        self.offset = float(bare.verify - masked.verify) if self.calibrated else 0.0
+        self.bare_thresholds, self.offset, self.calibrated = path_thresholds()
         self.radius = float(np.sqrt(1.0 + self.offset ** 2))
-        self.bare_thresholds = bare
         self.score_scale = 2 * self.radius
         self.embedding_size = self.dlib.embedding_size + 2 * self.tuned.embedding_size + 2
 
@@ -154,30 +175,33 @@ class RoutedMatcher:
     def _chips(self, image: np.ndarray, faces: Sequence) -> list[np.ndarray]:
         return [self.dlib.chip(image, f.box) for f in faces]  # both networks take dlib's chip
 
+    def embeddings(self, image: np.ndarray, faces: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """(dlib, occluface_resnet) unit embeddings of the faces, from one set of chips."""
+        chips = self._chips(image, faces)
+        return self.dlib.embed_chips(chips), self.tuned.embed_chips(chips)
+
+    def tuned_embeddings(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
+        """``occluface_resnet`` unit embeddings only (roll-call's space; see :meth:`tuned_part`)."""
+        return self.tuned.embed_chips(self._chips(image, faces))
+
     def gallery_vectors(self, image: np.ndarray, faces: Sequence, *, seed: int = 0) -> np.ndarray:
         """One packed vector per enrolment face (bare chips plus the synthetic enrolment masks)."""
         from occluface.faces.landmarks import landmarks68
 
         if not faces:
             return np.zeros((0, self.embedding_size), np.float32)
-        chips = self._chips(image, faces)
-        d, t = self.dlib.embed_chips(chips), self.tuned.embed_chips(chips)
+        d, t = self.embeddings(image, faces)
         variants = [t]
         worn = [enrol_mask_images(image, landmarks68(image, f.box), seed + i) for i, f in enumerate(faces)]
         for k in range(len(ENROL_MASKS)):
             variants.append(self.tuned.embed_chips([self.dlib.chip(w[k], f.box) for w, f in zip(worn, faces)]))
-        template = masked_template(variants)
-        n = len(faces)
-        return np.concatenate([_unit(d), _unit(t), template, np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)], 1)
+        gallery = routed_gallery(d, t, masked_template(variants))
+        return np.concatenate([gallery, np.zeros((len(faces), 1), np.float32)], 1)  # the probes' padding slot
 
     def probe_vectors(self, image: np.ndarray, faces: Sequence, masked: Sequence[bool]) -> np.ndarray:
         """One packed unit vector per probe face, on the path its mask call picks."""
         if not faces:
             return np.zeros((0, self.embedding_size), np.float32)
-        chips = self._chips(image, faces)
-        d, t = self.dlib.embed_chips(chips), self.tuned.embed_chips(chips)
-        m = np.asarray(masked, bool).ravel()[:, None]
-        probes = np.concatenate([_unit(d) * ~m / 2, _unit(t) * ~m / 2, _unit(t) * m,
-                                 np.full((len(d), 1), self.offset, np.float32) * m], 1)
+        probes = routed_probes(masked, *self.embeddings(image, faces), self.offset)
         pad = np.sqrt(np.maximum(self.radius ** 2 - (probes.astype(np.float64) ** 2).sum(1, keepdims=True), 0.0))
         return (np.concatenate([probes, pad.astype(np.float32)], 1) / self.radius).astype(np.float32)

@@ -33,7 +33,8 @@ def load_audit(path: str | Path = AUDIT_FILE) -> dict[str, tuple[int, str]]:
     """{photo path relative to shared/data: (audited label, or -1 to drop; reason)}; clear error when malformed."""
     path = Path(path)
     try:
-        rows = list(csv.DictReader(path.open(newline="", encoding="utf-8"), delimiter="\t"))
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read the label audit ({exc})") from None
     out: dict[str, tuple[int, str]] = {}

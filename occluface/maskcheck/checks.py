@@ -65,7 +65,7 @@ def harsh_light(model: Any, data: str | Path, probes_per_identity: int = 20, see
     from occluface.train.distill import face_box
 
     root = Path(data)
-    _, check = yaleb_training_people(root, seed)
+    _, check = yaleb_training_people(root)
     if not check:
         raise DatasetError(f"{root / 'yaleb'}: no Yale B people to check")
     items = _yaleb_items(root / "yaleb", check, probes_per_identity, seed)

@@ -121,9 +121,10 @@ YALEB_TRAIN = "yaleb/train"
 YALEB_ROUTING_CHECK = 10
 
 
-def yaleb_training_people(root: Path, seed: int = 0) -> tuple[list[str], list[str]]:
+def yaleb_training_people(root: Path) -> tuple[list[str], list[str]]:
     """(training people, routing-check people) of ``yaleb/``: neither ever one of the identities
-    ``occluface_resnet`` holds out for evaluation (``bench accuracy`` scores the classifier's routing on those)."""
+    ``occluface_resnet`` holds out for evaluation (``bench accuracy`` scores the classifier's routing on those).
+    Both sets are fixed (the held-out set is ``occluface_resnet``'s, seed 0), whatever seed a split uses."""
     from occluface.eval.baseline import list_identities
     from occluface.train.distill import heldout_identities
 
@@ -144,7 +145,7 @@ def list_yaleb_train(root: Path, per_person: int, seed: int) -> list[Record]:
         return []
     from occluface.eval.baseline import list_identities
 
-    train, _ = yaleb_training_people(root, seed)
+    train, _ = yaleb_training_people(root)
     photos = list_identities(root / "yaleb")
     out = []
     for name in train:
