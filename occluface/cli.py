@@ -238,8 +238,9 @@ def bench_accuracy_command(
     yaleb_holdout: int = typer.Option(10, "--yaleb-holdout", min=0, help="Held-out Yale B identities (same seeded set as occluface finetune)."),
     lfw_holdout: int = typer.Option(300, "--lfw-holdout", min=0, help="Held-out LFW identities (same seeded set as occluface finetune)."),
     probes_per_identity: int = typer.Option(20, "--probes-per-identity", min=1, help="Yale B probes per identity (seeded sample)."),
-    lfw_people: int | None = typer.Option(None, "--lfw-people", min=2, help="Score only the first N held-out LFW people (quick runs)."),
+    lfw_people: int | None = typer.Option(None, "--lfw-people", min=2, help="Score only the first N of the LFW people (quick runs)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the held-out split, probe sample and occlusions."),
+    identities: str = typer.Option("heldout", "--identities", help="heldout (the test) or training: as many of the fine-tuning's own training people, a ceiling check that is never a result."),
     exact_dlib: bool = typer.Option(False, "--exact-dlib", help="Run dlib_resnet with dlib's own code (slow) instead of its exact PyTorch port."),
     threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -259,7 +260,7 @@ def bench_accuracy_command(
         result = run_accuracy(
             data, models=names, occlusions=kinds, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout,
             probes_per_identity=probes_per_identity, lfw_people=lfw_people, seed=seed, exact_dlib=exact_dlib,
-            device=device, cache=cache,
+            device=device, cache=cache, identities=identities,
         )
         paths = write_report(result, out)
     except OccluFaceError as exc:

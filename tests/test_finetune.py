@@ -210,3 +210,36 @@ def test_finetune_cli_runs_end_to_end_and_exports_the_delta(tmp_path):
     assert (out / "occluface_resnet.pt").is_file() and (out / "curves.png").is_file()
     manifest = json.loads((out / "cache" / "manifest.json").read_text())
     assert manifest["n_faces"] == 3 and len(manifest["heldout"]["yaleb"]) == 2
+
+
+def test_bench_accuracy_training_identities_are_a_labelled_ceiling_check(tmp_path):
+    from occluface.eval.accuracy import _datasets
+    from occluface.train.distill import heldout_identities
+    from occluface.eval.baseline import list_identities
+
+    held = {name for _, _, items in _datasets(DATA, 3, 3, 2, 0, None) for name, _, _ in items}
+    train = _datasets(DATA, 3, 3, 2, 0, None, identities="training")
+    again = _datasets(DATA, 3, 3, 2, 0, None, identities="training")
+    assert [(d, [i[:2] for i in it]) for d, _, it in train] == [(d, [i[:2] for i in it]) for d, _, it in again]
+    for ds, salt, items in train:
+        names = {name for name, _, _ in items}
+        ids = {n: f for n, f in list_identities(DATA / ds).items() if len(f) >= 2}
+        assert len(names) == 3 and not names & set(heldout_identities(ids, 3, 0, salt=salt))
+        assert names <= set(ids)
+    assert not {name for _, _, items in train for name, _, _ in items} & held
+    with pytest.raises(OccluFaceError, match="identities must be one of heldout, training"):
+        _datasets(DATA, 3, 3, 2, 0, None, identities="everyone")
+
+    out = tmp_path / "acc"
+    args = ["bench", "accuracy", "--data", str(DATA), "--models", "dlib_resnet", "--occlusion", "plain",
+            "--yaleb-holdout", "2", "--lfw-holdout", "2", "--probes-per-identity", "1", "--identities", "training",
+            "--out", str(out)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["identities"] == "training" and not metrics["warnings"]
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Accuracy: dlib baseline vs occluface models on training identities")
+    assert "NOT A TEST" in report and "a ceiling, not the bar" in report
+    res = CliRunner().invoke(app, args[:-3] + ["everyone", "--out", str(out)])
+    assert res.exit_code == 2 and "identities must be one of" in res.output and "Traceback" not in res.output
