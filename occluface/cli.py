@@ -196,6 +196,9 @@ def finetune_command(
     max_minutes: float | None = typer.Option(None, "--max-minutes", min=0.0, help="Save and stop after this long (re-run to resume)."),
     stop_step: int | None = typer.Option(None, "--stop-step", min=1, help="End (and export) at this step of the --steps schedule: reproduces a run that was cut short."),
     prepare_only: bool = typer.Option(False, "--prepare-only", help="Only build the chip cache."),
+    arcface_weight: float = typer.Option(0.0, "--arcface-weight", min=0.0, help="Weight of an ArcFace term on identity labels (Yale B, lfw_dev), added to the distillation loss; 0 = distillation only."),
+    arcface_scale: float = typer.Option(32.0, "--arcface-scale", min=1.0, help="ArcFace scale s."),
+    arcface_margin: float = typer.Option(0.2, "--arcface-margin", min=0.0, help="ArcFace angular margin m (radians)."),
 ) -> None:
     """Fine-tune dlib's ResNet for occluded faces by self-distillation; writes the shippable fp16 delta."""
     if threads:
@@ -207,7 +210,8 @@ def finetune_command(
     cfg = DistillConfig(
         seed=seed, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout, variants=variants, max_faces=max_faces,
         steps=steps, batch_size=batch_size, lr=lr, freeze_blocks=freeze_blocks, clean_fraction=clean_fraction,
-        clean_weight=clean_weight, device=device,
+        clean_weight=clean_weight, device=device, arcface_weight=arcface_weight, arcface_scale=arcface_scale,
+        arcface_margin=arcface_margin,
     )
     try:
         manifest = prepare(data, out / "cache", cfg)

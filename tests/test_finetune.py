@@ -243,3 +243,38 @@ def test_bench_accuracy_training_identities_are_a_labelled_ceiling_check(tmp_pat
     assert "NOT A TEST" in report and "a ceiling, not the bar" in report
     res = CliRunner().invoke(app, args[:-3] + ["everyone", "--out", str(out)])
     assert res.exit_code == 2 and "identities must be one of" in res.output and "Traceback" not in res.output
+
+
+def test_arcface_term_starts_at_the_teacher_centroids_trains_and_resumes(cache, tmp_path):
+    from occluface.train.distill import build_identity_head, identity_labels
+
+    data = DistillData(cache)
+    labels, names = identity_labels(data)
+    assert len(names) >= 2 and len(labels) == len(data) and (labels >= 0).all()  # Yale B faces all carry a name
+    cfg = tiny_cfg(arcface_weight=0.05)
+    head = build_identity_head(data, labels, len(names), cfg)
+    for c in range(len(names)):
+        mean = data.teacher[labels == c].mean(0)
+        np.testing.assert_allclose(head.weight[c].detach().numpy(), mean / np.linalg.norm(mean), atol=1e-5)
+    # its cross-entropy is finite and lower for the true names than for shuffled ones
+    emb = torch.from_numpy(data.teacher)
+    true = torch.nn.functional.cross_entropy(head(emb, torch.from_numpy(labels)), torch.from_numpy(labels))
+    wrong = torch.from_numpy((labels + 1) % len(names))
+    assert torch.isfinite(true) and true < torch.nn.functional.cross_entropy(head(emb, wrong), wrong)
+
+    straight = train_distill(cache, tmp_path / "a", cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert straight["steps_done"] == 3 and all(np.isfinite(r["loss_arcface"]) for r in log)
+    assert "identity_head" in torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    train_distill(cache, tmp_path / "b", cfg, progress=False, max_minutes=0.0)
+    train_distill(cache, tmp_path / "b", cfg, progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert all(torch.allclose(a["backbone"][k], b["backbone"][k], atol=1e-6) for k in a["backbone"])
+    assert torch.allclose(a["identity_head"]["weight"], b["identity_head"]["weight"], atol=1e-6)
+    # a run made without the term cannot be resumed with it (its head would start from scratch mid-schedule)
+    train_distill(cache, tmp_path / "c", tiny_cfg(), progress=False, max_minutes=0.0)
+    with pytest.raises(CheckpointError, match="without the ArcFace term"):
+        train_distill(cache, tmp_path / "c", cfg, progress=False)
+    with pytest.raises(OccluFaceError, match="arcface_weight"):
+        tiny_cfg(arcface_weight=-1.0).check()

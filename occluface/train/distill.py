@@ -88,6 +88,10 @@ class DistillConfig:
     freeze_blocks: int = 4
     clean_fraction: float = 0.25
     clean_weight: float = 2.0
+    # ArcFace on identity labels (Yale B / lfw_dev faces; mask_cls faces carry none): 0 = distillation only
+    arcface_weight: float = 0.0
+    arcface_scale: float = 32.0
+    arcface_margin: float = 0.2
     cache_features: bool = True  # precompute the frozen part's output once (the frozen layers never change)
     val_faces: int = 128
     val_every: int = 500
@@ -106,6 +110,8 @@ class DistillConfig:
             raise OccluFaceError(f"freeze_blocks must be in 0..14 (the port has 14 residual blocks), got {self.freeze_blocks}")
         if self.lr <= 0:
             raise OccluFaceError(f"lr must be > 0, got {self.lr}")
+        if self.arcface_weight < 0:
+            raise OccluFaceError(f"arcface_weight must be >= 0, got {self.arcface_weight}")
         if self.yaleb_holdout < 0 or self.lfw_holdout < 0:
             raise OccluFaceError("held-out identity counts must be >= 0")
         bad = [s for s in self.sources if s not in ("yaleb", "lfw_dev", "lfw", "mask_cls")]
@@ -396,6 +402,30 @@ def distill_loss(student_emb, teacher_emb, weights=None):
     return (loss * weights).sum() / weights.sum()
 
 
+def identity_labels(data: "DistillData") -> tuple[np.ndarray, list[str]]:
+    """(class index per training face, -1 where the face has no identity; the class names), for the ArcFace term."""
+    names = sorted({f["identity"] for f in data.faces if f.get("identity")})
+    index = {n: i for i, n in enumerate(names)}
+    return np.asarray([index.get(f.get("identity") or "", -1) for f in data.faces], np.int64), names
+
+
+def build_identity_head(data: "DistillData", labels: np.ndarray, n_classes: int, cfg: DistillConfig):
+    """ArcFace head whose class centres start at the teacher's identity centroids (the mean of the teacher's
+    clean embeddings of each person's training photos): the margin term then sharpens the space dlib already
+    has instead of dragging the student towards random centres."""
+    import torch
+
+    from occluface.losses.margin import ArcFaceHead
+
+    head = ArcFaceHead(128, n_classes, s=cfg.arcface_scale, m=cfg.arcface_margin)
+    centres = np.zeros((n_classes, 128), np.float64)
+    np.add.at(centres, labels[labels >= 0], data.teacher[labels >= 0])
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(centres.astype(np.float32)))
+    return head
+
+
 def build_student(freeze_blocks: int = 4):
     """dlib's network with dlib's weights; stem and the first `freeze_blocks` residual blocks frozen."""
     from occluface.models.dlib_port import DlibResNetTorch
@@ -472,7 +502,8 @@ def _split(n: int, val_faces: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batch(data: DistillData, idx: np.ndarray, step: int, cfg: DistillConfig, feats=None) -> tuple[np.ndarray, ...]:
-    """Chips (or their cached frozen features), teacher targets, loss weights and the clean mask of one step.
+    """Chips (or their cached frozen features), teacher targets, loss weights, the clean mask and the face
+    indices of one step.
 
     Depends only on (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
     """
@@ -486,7 +517,7 @@ def _batch(data: DistillData, idx: np.ndarray, step: int, cfg: DistillConfig, fe
     else:
         chips = np.stack([data.chip(int(f), int(v)) for f, v in zip(faces, var)])
     weights = np.where(clean, cfg.clean_weight, 1.0).astype(np.float32)
-    return chips, data.teacher[faces], weights, clean
+    return chips, data.teacher[faces], weights, clean, faces
 
 
 def _to_input(chips: np.ndarray, device: str):
@@ -554,6 +585,13 @@ def train_distill(
     torch.manual_seed(cfg.seed)
     model = build_student(cfg.freeze_blocks).to(cfg.device).to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
+    head, labels = None, None
+    if cfg.arcface_weight > 0:
+        labels, names = identity_labels(data)
+        if len(names) < 2:
+            raise DatasetError(f"{cache}: the ArcFace term needs 2+ identities among the training faces, found {len(names)}")
+        head = build_identity_head(data, labels, len(names), cfg).to(cfg.device)
+        params += list(head.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     step = 0
     last = out / "last.pt"
@@ -562,6 +600,10 @@ def train_distill(
         if "optimizer" not in ckpt or "step" not in ckpt:
             raise CheckpointError(f"{last}: not a fine-tuning checkpoint (no optimizer/step)")
         model.load_state_dict(ckpt["backbone"])
+        if head is not None:
+            if "identity_head" not in ckpt:
+                raise CheckpointError(f"{last}: made without the ArcFace term; use a new --out folder")
+            head.load_state_dict(ckpt["identity_head"])
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
     feats = None
@@ -586,7 +628,7 @@ def train_distill(
             log.flush()
         end = cfg.steps if stop_step is None else min(cfg.steps, int(stop_step))
         while step < end:
-            chips, target, weights, is_clean = _batch(data, train_idx, step, cfg, feats)
+            chips, target, weights, is_clean, faces = _batch(data, train_idx, step, cfg, feats)
             lr = _lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -598,6 +640,13 @@ def train_distill(
             tgt = torch.from_numpy(target).to(cfg.device)
             w = torch.from_numpy(weights).to(cfg.device)
             loss = distill_loss(emb, tgt, w)
+            arc = None
+            if head is not None:
+                lab = torch.from_numpy(labels[faces]).to(cfg.device)
+                keep = lab >= 0
+                if bool(keep.any()):
+                    arc = torch.nn.functional.cross_entropy(head(emb[keep], lab[keep]), lab[keep])
+                    loss = loss + cfg.arcface_weight * arc
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -605,7 +654,8 @@ def train_distill(
             with torch.no_grad():
                 per = (1.0 - torch.nn.functional.cosine_similarity(emb, tgt, dim=1)).cpu().numpy()
             wl.append((loss.item(), float(per[is_clean].mean()) if is_clean.any() else float("nan"),
-                       float(per[~is_clean].mean()) if (~is_clean).any() else float("nan")))
+                       float(per[~is_clean].mean()) if (~is_clean).any() else float("nan"),
+                       float("nan") if arc is None else arc.item()))
             bar.update(task, completed=step, info=f"loss {loss.item():.4f}")
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
@@ -614,6 +664,7 @@ def train_distill(
                     "step": step, "lr": lr, "loss": float(np.nanmean(arr[:, 0])),
                     "loss_clean": float(np.nanmean(arr[:, 1])) if np.isfinite(arr[:, 1]).any() else None,
                     "loss_occluded": float(np.nanmean(arr[:, 2])) if np.isfinite(arr[:, 2]).any() else None,
+                    **({"loss_arcface": float(np.nanmean(arr[:, 3]))} if np.isfinite(arr[:, 3]).any() else {}),
                     "faces_per_s": len(wl) * cfg.batch_size / max(1e-9, now - t_last), "elapsed_s": round(now - started, 1),
                 }
                 wl, t_last = [], now
@@ -624,7 +675,10 @@ def train_distill(
             done = step >= end
             out_of_time = max_minutes is not None and (time.perf_counter() - started) > 60 * max_minutes
             if done or out_of_time or step % cfg.save_every == 0:
-                _save(last, model, opt, step, cfg, {"heldout": data.manifest.get("heldout", {})})
+                extra = {"heldout": data.manifest.get("heldout", {})}
+                if head is not None:
+                    extra["identity_head"] = head.state_dict()
+                _save(last, model, opt, step, cfg, extra)
             if out_of_time and not done:
                 stopped_early = True
                 break
