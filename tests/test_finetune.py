@@ -176,8 +176,12 @@ def test_bench_accuracy_runs_end_to_end_on_the_bundled_sample(tmp_path):
         assert set(rows) == {"clean", "plain", "lowlight"}
         assert 0.0 <= rows["plain"]["rank1"] <= 1.0 and 0.0 <= rows["clean"]["auc"] <= 1.0
     assert "meets_bar" in metrics["bar"]["models"]["occluface_resnet"]
+    for model in ("dlib_resnet", "occluface_resnet"):  # both ship a calibrated threshold
+        row = yale["models"][model]["clean"]
+        assert 0.0 <= row["far_at_threshold"] <= 1.0 and 0.0 <= row["frr_at_threshold"] <= 1.0
     report = (out / "report.md").read_text()
     assert "| plain | occluface_resnet |" in report and "real masked photos" in report
+    assert "At each model's shipped threshold" in report
     assert (out / "accuracy_yaleb.png").stat().st_size > 1000 and (out / "accuracy_lfw.png").is_file()
 
 
@@ -278,3 +282,15 @@ def test_arcface_term_starts_at_the_teacher_centroids_trains_and_resumes(cache, 
         train_distill(cache, tmp_path / "c", cfg, progress=False)
     with pytest.raises(OccluFaceError, match="arcface_weight"):
         tiny_cfg(arcface_weight=-1.0).check()
+
+
+def test_bench_metrics_give_far_and_frr_at_a_threshold():
+    from occluface.eval.accuracy import _metrics
+
+    gallery = np.eye(3, dtype=np.float32)
+    probes = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0.8, 0, 0.6]], np.float32)
+    g_lab, p_lab = np.array(["a", "b", "c"]), np.array(["a", "b", "c", "c"])
+    m = _metrics(gallery, g_lab, probes, p_lab, threshold=0.7)
+    # genuine scores 1, 0.8, 1, 0.6 -> one of 4 rejected; impostor scores: 0.6 (b->a) and 0.8 (c->a) of 8 accepted once
+    assert m["frr_at_threshold"] == pytest.approx(1 / 4) and m["far_at_threshold"] == pytest.approx(1 / 8)
+    assert "far_at_threshold" not in _metrics(gallery, g_lab, probes, p_lab)

@@ -78,6 +78,19 @@ class _Model:
         self.embedder = FaceEmbedder(name, model=model, device=device)
         self.chip_key = "dlib" if self.embedder.uses_dlib_chip else f"own:{spec}"
         self.meta = getattr(model, "weights_meta", None)
+        self.threshold = None if weights else shipped_threshold(name)
+
+
+def shipped_threshold(model_id: str) -> float | None:
+    """The verification threshold shipped for ``model_id`` (None when it ships none or is uncalibrated): the
+    benchmark reports the FAR and FRR an operator gets with it on people it was not calibrated on."""
+    from occluface.eval.calibration import load_thresholds, shipped_thresholds_path
+
+    path = shipped_thresholds_path(model_id)
+    if not path.is_file():
+        return None
+    th = load_thresholds(model_id, path)
+    return float(th.verify) if th.source == "calibrated" else None
 
 
 #: The mask-routed matcher (`occluface.gallery.routing`) as a compared "model".
@@ -103,7 +116,8 @@ class _Routed:
                 raise OccluFaceError(f"the routed matcher needs dlib-chip models; {m.label} aligns its own chips")
         self.enrol_kinds = ENROL_MASKS
         self.mask_model = load_weights(ROUTING_CLASSIFIER)
-        _, self.offset, calibrated = path_thresholds()
+        bare, self.offset, calibrated = path_thresholds()
+        self.threshold = float(bare.verify) if calibrated else None
         self.note = (f"mask-routed: probes the routing classifier (`maskroute_resnet18.pt`) calls unmasked score the mean of `{self.clean_spec}`'s "
                      f"and `{self.masked_spec}`'s cosine to the clean gallery; masked ones `{self.masked_spec}`'s cosine to "
                      f"per-person templates (the gallery photo bare and wearing synthetic {' and '.join(self.enrol_kinds)} "
@@ -122,7 +136,7 @@ class _Routed:
             probes, gallery = routed_vectors(is_masked, embed(self.clean, c), embed(self.masked, c),
                                              embed(self.clean, "gallery"), embed(self.masked, "gallery"), template,
                                              self.offset)
-            rows[c] = _metrics(gallery, g_lab, probes, p_lab) | {"routed_masked": float(is_masked.mean())}
+            rows[c] = _metrics(gallery, g_lab, probes, p_lab, self.threshold) | {"routed_masked": float(is_masked.mean())}
         return rows
 
 
@@ -200,14 +214,20 @@ def _datasets(root: Path, yaleb_holdout: int, lfw_holdout: int, probes: int, see
     return out
 
 
-def _metrics(gallery: np.ndarray, g_lab: np.ndarray, probes: np.ndarray, p_lab: np.ndarray) -> dict[str, Any]:
+def _metrics(gallery: np.ndarray, g_lab: np.ndarray, probes: np.ndarray, p_lab: np.ndarray,
+             threshold: float | None = None) -> dict[str, Any]:
     from occluface.eval.metrics import rank1_from_gallery, verification_metrics
 
     r = rank1_from_gallery(gallery, g_lab, probes, p_lab)
     scores = probes @ gallery.T
     same = p_lab[:, None] == g_lab[None, :]
     v = verification_metrics(scores.ravel(), same.ravel(), fars=(FAR,), n_folds=2)
-    return {
+    at = {}
+    if threshold is not None:  # what the shipped threshold gives on these (never calibrated-on) people
+        accept = scores >= threshold
+        at = {"threshold": float(threshold), "far_at_threshold": float(accept[~same].mean()) if (~same).any() else None,
+              "frr_at_threshold": float((~accept[same]).mean()) if same.any() else None}
+    return at | {
         "rank1": r["rank1"],
         "rank5": r["rank5"],
         "correct": int(round((r["rank1"] or 0.0) * r["n_probes"])),
@@ -377,7 +397,7 @@ def run_accuracy(
                             f"when it was trained (e.g. {trained_on[0]}); its {ds_name} figures are not a held-out test"
                         )
             for m in compared:
-                rows = {c: _metrics(embed(m, "gallery"), g_lab_a, embed(m, c), p_lab_a) for c in conditions}
+                rows = {c: _metrics(embed(m, "gallery"), g_lab_a, embed(m, c), p_lab_a, m.threshold) for c in conditions}
                 per_model[m.label] = _with_ratios(rows, conditions)
             if routed:
                 per_model[ROUTED] = _with_ratios(routed.score(embed, chips.get("maskcrop", {}), g_lab_a, p_lab_a, conditions),
@@ -524,6 +544,15 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
                 f"| {m} | {ds} | {_pct(d['clean_rank1'])} | {d['clean_delta_points']:+.1f} | "
                 f"{_pct(d['masked_rank1_mean'])} | {mr} | {ok} |"
             )
+    at_rows = [(ds, m, res["models"][m]) for ds, res in result["datasets"].items() for m in models
+               if res["models"][m][conds[0]].get("threshold") is not None]
+    if at_rows:
+        lines += ["", f"At each model's shipped threshold (calibrated at FAR {result['far']:g} on other people): "
+                  "FAR / FRR % on these people, every probe x gallery pair:", "",
+                  "| dataset | model | threshold | " + " | ".join(conds) + " |", "|---|---|---:|" + "---:|" * len(conds)]
+        for ds, m, rows in at_rows:
+            cells = [f"{100 * rows[c]['far_at_threshold']:.2f} / {100 * rows[c]['frr_at_threshold']:.1f}" for c in conds]
+            lines.append(f"| {ds} | {m} | {rows[conds[0]]['threshold']:.4f} | " + " | ".join(cells) + " |")
     routed_rows = [(ds, res["models"][ROUTED]) for ds, res in result["datasets"].items() if ROUTED in res["models"]]
     if routed_rows:
         lines += ["", f"Share of probes the mask classifier sent to the masked path of `{ROUTED}`:", "",
