@@ -139,7 +139,14 @@ class Recognizer:
         else:
             self.embedder = FaceEmbedder(model)
             self.model_id = model
-            self.model_version = DLIB_MODEL_VERSION if model == "dlib_resnet" else "untrained"
+            if model == "dlib_resnet":
+                self.model_version = DLIB_MODEL_VERSION
+            elif model == "occluface_resnet":
+                from occluface.models.dlib_finetuned import weights_fingerprint
+
+                self.model_version = f"occluface_resnet:{weights_fingerprint()}"
+            else:
+                self.model_version = "untrained"
         self.thresholds = thresholds or load_thresholds(self.model_id)
 
     # ------------------------------------------------------------------ faces
@@ -203,6 +210,17 @@ class Recognizer:
         clear_search_cache(self.gallery)
         return {"name": name, "images": len(embeddings), "created": result.subject_created}
 
+    def _check_versions(self, stored: dict) -> None:
+        """Refuse to compare probes with enrolments of another release of this model's weights (their vectors
+        live in another space: the answers would look normal and be wrong)."""
+        versions = stored.get(self.model_id, {}).get("versions", [])
+        if versions and self.model_version not in versions:
+            raise OccluFaceError(
+                f"the gallery's {self.model_id} enrolments were made with version {', '.join(versions)}, not "
+                f"{self.model_version} (the model's weights changed); their vectors cannot be compared: remove "
+                f"them and enrol the people again, or use a new gallery"
+            )
+
     # ---------------------------------------------------------- identification
     def identify(self, source: ImageSource, *, k: int = 3, image: np.ndarray | None = None) -> list[Match]:
         """Every face in the photo with its best ``k`` subjects; below the threshold it is "unknown"."""
@@ -218,6 +236,7 @@ class Recognizer:
                 f"the gallery holds enrolments for {', '.join(sorted(stored))} only, not for {self.model_id}; "
                 f"pass --model {sorted(stored)[0]} or enrol the people again with {self.model_id}"
             )
+        self._check_versions(stored)
         emb = self.embed_faces(image, faces)
         if self.model_id in stored:
             results = search_gallery_batch(self.gallery, self.model_id, emb, k)
@@ -283,6 +302,7 @@ class Recognizer:
         from occluface.rollcall.assign import rollcall
         from occluface.rollcall.confidence import make_confidence
 
+        self._check_versions(self.gallery.models())
         matrix, names = self.gallery.embeddings(self.model_id)
         if self.routed is not None:  # confidence models are fitted on enrolment vectors: use the tuned part of both
             matrix = self.routed.tuned_part(matrix)

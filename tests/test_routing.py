@@ -160,3 +160,22 @@ def test_identify_on_a_gallery_enrolled_with_another_model_says_so(tmp_path):
     with pytest.raises(OccluFaceError, match="enrolments for dlib_resnet only.*--model dlib_resnet"):
         Recognizer(store, check_masks=False).identify(SAMPLES / "fr_obama.jpg")
     assert Recognizer(open_gallery(tmp_path / "empty.sqlite3")).identify(SAMPLES / "fr_obama.jpg")[0].name is None
+
+
+def test_enrolments_of_another_release_of_the_weights_are_refused(tmp_path, routed):
+    from occluface.gallery.store import open_gallery
+    from occluface.models.dlib_finetuned import weights_fingerprint
+    from occluface.recognize import Recognizer
+
+    fp = weights_fingerprint()
+    assert len(fp) == 12 and routed.model_version == f"routed-v1:cloth+mask:tuned-{fp}"
+    store = open_gallery(tmp_path / "g.sqlite3")
+    earlier = Recognizer(store, model="occluface_resnet", check_masks=False)
+    assert earlier.model_version == f"occluface_resnet:{fp}"
+    earlier.model_version = "occluface_resnet:000000000000"  # as an earlier release of the weights enrolled
+    earlier.enroll("Obama", [SAMPLES / "fr_obama.jpg"])
+    now = Recognizer(store, model="occluface_resnet", check_masks=False)
+    with pytest.raises(OccluFaceError, match="version occluface_resnet:000000000000, not occluface_resnet:.*weights changed"):
+        now.identify(SAMPLES / "fr_obama.jpg")
+    with pytest.raises(OccluFaceError, match="weights changed"):
+        now.rollcall(SAMPLES / "fr_two_people_obama_biden.jpg")

@@ -153,6 +153,9 @@ class RoutedMatcher:
 
         self.dlib = FaceEmbedder("dlib_resnet_torch", device=device)  # dlib's network, exactly, 20x faster
         self.tuned = FaceEmbedder("occluface_resnet", device=device)
+        from occluface.models.dlib_finetuned import weights_fingerprint
+
+        self._version = "routed-v1:" + "+".join(ENROL_MASKS) + ":tuned-" + weights_fingerprint()
         self.bare_thresholds, self.offset, self.calibrated = path_thresholds()
         self.radius = float(np.sqrt(1.0 + self.offset ** 2))
         self.score_scale = 2 * self.radius
@@ -160,8 +163,9 @@ class RoutedMatcher:
 
     @property
     def version(self) -> str:
-        """Stored with every enrolment: vectors of another routing recipe must not be mixed with these."""
-        return "routed-v1:" + "+".join(ENROL_MASKS)
+        """Stored with every enrolment: vectors of another routing recipe or another release of the tuned
+        weights must not be mixed with these."""
+        return self._version
 
     def tuned_part(self, gallery_vectors: np.ndarray) -> np.ndarray:
         """The ``occluface_resnet`` embeddings of bare enrolment photos inside stored gallery vectors (what

@@ -39,6 +39,19 @@ def weights_meta(path: str | Path = WEIGHTS) -> dict[str, Any]:
     return dict(load_delta(path)["meta"])
 
 
+def weights_fingerprint(path: str | Path = WEIGHTS) -> str:
+    """First 12 hex digits of the weight file's SHA-256: stored with every enrolment, so that vectors of one
+    release of the fine-tuned weights are never compared with another's."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the fine-tuned weights ({exc.strerror or exc})") from None
+    return digest[:12]
+
+
 def build_finetuned(weights: str | Path | None = None):
     """dlib's ResNet (`DlibResNetTorch`) plus the fine-tuning delta from `weights` (default: the shipped file)."""
     import torch
