@@ -184,7 +184,7 @@ def _pick_identities(ids, n: int, seed: int, salt: str, identities: str) -> list
 
 
 def _datasets(root: Path, yaleb_holdout: int, lfw_holdout: int, probes: int, seed: int, lfw_people: int | None,
-              identities: str = "heldout"):
+              identities: str = HELDOUT):
     """[(dataset name, source salt, items)] for the evaluation identities found under root."""
     from occluface.eval.baseline import list_identities
 

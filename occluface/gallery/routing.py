@@ -150,11 +150,10 @@ class RoutedMatcher:
 
     def __init__(self, *, device: str = "cpu"):
         from occluface.faces.embed import FaceEmbedder
+        from occluface.models.dlib_finetuned import weights_fingerprint
 
         self.dlib = FaceEmbedder("dlib_resnet_torch", device=device)  # dlib's network, exactly, 20x faster
         self.tuned = FaceEmbedder("occluface_resnet", device=device)
-        from occluface.models.dlib_finetuned import weights_fingerprint
-
         self._version = "routed-v1:" + "+".join(ENROL_MASKS) + ":tuned-" + weights_fingerprint()
         self.bare_thresholds, self.offset, self.calibrated = path_thresholds()
         self.radius = float(np.sqrt(1.0 + self.offset ** 2))

@@ -10,6 +10,7 @@ held-out identities that `occluface bench accuracy` evaluates on.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,24 @@ def weights_meta(path: str | Path = WEIGHTS) -> dict[str, Any]:
 
 def weights_fingerprint(path: str | Path = WEIGHTS) -> str:
     """First 12 hex digits of the weight file's SHA-256: stored with every enrolment, so that vectors of one
-    release of the fine-tuned weights are never compared with another's."""
-    import hashlib
-
+    release of the fine-tuned weights are never compared with another's. Hashed once per file version (every
+    recognizer asks for it; the file is 10 MB)."""
     path = Path(path)
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        st = path.stat()
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the fine-tuned weights ({exc.strerror or exc})") from None
-    return digest[:12]
+    return _fingerprint(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the fine-tuned weights ({exc.strerror or exc})") from None
 
 
 def build_finetuned(weights: str | Path | None = None):
