@@ -246,6 +246,7 @@ def bench_accuracy_command(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the held-out split, probe sample and occlusions."),
     identities: str = typer.Option("heldout", "--identities", help="heldout (the test) or training: as many of the fine-tuning's own training people, a ceiling check that is never a result."),
     exact_dlib: bool = typer.Option(False, "--exact-dlib", help="Run dlib_resnet with dlib's own code (slow) instead of its exact PyTorch port."),
+    flip: bool = typer.Option(False, "--flip", help="Test-time augmentation: average each chip's embedding with its mirror image's (every model; 2x the work)."),
     threads: int = typer.Option(1, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     out: Path = typer.Option(Path("reports/accuracy"), "--out", help="Folder for report.md, metrics.json and the plots."),
@@ -264,7 +265,7 @@ def bench_accuracy_command(
         result = run_accuracy(
             data, models=names, occlusions=kinds, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout,
             probes_per_identity=probes_per_identity, lfw_people=lfw_people, seed=seed, exact_dlib=exact_dlib,
-            device=device, cache=cache, identities=identities,
+            device=device, cache=cache, identities=identities, flip=flip,
         )
         paths = write_report(result, out)
     except OccluFaceError as exc:

@@ -258,3 +258,20 @@ def test_models_declaring_dlib_chip_get_dlib_chips_and_unit_interval_pixels():
     assert x.shape == (1, 3, 150, 150) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     expected = dlib_chip(img, full_image_box(img)).reshape(-1, 3).mean(axis=0) / 255.0
     assert np.allclose(v, expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def test_flip_averages_each_chip_with_its_mirror_image():
+    """`flip=True`: the vector is the normalised mean of the chip's and the mirror's unit embeddings, so a face
+    and its mirror image get the same vector; without it they do not (the net is not mirror-symmetric)."""
+    torch.manual_seed(0)
+    plain = FaceEmbedder("iresnet18", input_size=32, embedding_size=16)
+    flipped = FaceEmbedder(model=plain.model, flip=True)
+    rng = np.random.default_rng(1)
+    chips = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    mirrors = [np.ascontiguousarray(c[:, ::-1]) for c in chips]
+    a, b = plain.embed_chips(chips), plain.embed_chips(mirrors)
+    assert not np.allclose(a, b, atol=1e-3)
+    want = (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True)
+    got = flipped.embed_chips(chips)
+    assert np.allclose(got, want, atol=1e-5) and np.allclose(flipped.embed_chips(mirrors), got, atol=1e-5)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

@@ -245,6 +245,11 @@ def test_bench_accuracy_training_identities_are_a_labelled_ceiling_check(tmp_pat
     report = (out / "report.md").read_text()
     assert report.startswith("# Accuracy: dlib baseline vs occluface models on training identities")
     assert "NOT A TEST" in report and "a ceiling, not the bar" in report
+    assert metrics["flip"] is False and "test-time flip" not in report
+    res = CliRunner().invoke(app, args + ["--flip"])  # test-time flip is recorded in the JSON and the report
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["flip"] is True
+    assert "**test-time flip**" in (out / "report.md").read_text()
     res = CliRunner().invoke(app, args[:-3] + ["everyone", "--out", str(out)])
     assert res.exit_code == 2 and "identities must be one of" in res.output and "Traceback" not in res.output
 

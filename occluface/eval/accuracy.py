@@ -62,7 +62,7 @@ def _parse_model(spec: str) -> tuple[str, str | None]:
 class _Model:
     """One compared model: its label, the embedder, and which chips it needs ("dlib" or its own alignment)."""
 
-    def __init__(self, spec: str, exact_dlib: bool, device: str):
+    def __init__(self, spec: str, exact_dlib: bool, device: str, flip: bool = False):
         from occluface.faces.embed import FaceEmbedder
         from occluface.models import create
 
@@ -75,7 +75,7 @@ class _Model:
             self.note = "computed with dlib_resnet_torch, the exact port of dlib's network"
         else:
             model = create(name, **({"weights": weights} if weights else {}))
-        self.embedder = FaceEmbedder(name, model=model, device=device)
+        self.embedder = FaceEmbedder(name, model=model, device=device, flip=flip)
         self.chip_key = "dlib" if self.embedder.uses_dlib_chip else f"own:{spec}"
         self.meta = getattr(model, "weights_meta", None)
         self.threshold = None if weights else shipped_threshold(name)
@@ -103,13 +103,13 @@ class _Routed:
 
     clean_spec, masked_spec = "dlib_resnet", "occluface_resnet"
 
-    def __init__(self, compared: list[_Model], exact_dlib: bool, device: str):
+    def __init__(self, compared: list[_Model], exact_dlib: bool, device: str, flip: bool = False):
         from occluface.gallery.routing import ENROL_MASKS, ROUTING_CLASSIFIER, path_thresholds
         from occluface.maskcheck.model import load_weights
 
         by_label = {m.label: m for m in compared}
-        self.clean = by_label.get(self.clean_spec) or _Model(self.clean_spec, exact_dlib, device)
-        self.masked = by_label.get(self.masked_spec) or _Model(self.masked_spec, exact_dlib, device)
+        self.clean = by_label.get(self.clean_spec) or _Model(self.clean_spec, exact_dlib, device, flip)
+        self.masked = by_label.get(self.masked_spec) or _Model(self.masked_spec, exact_dlib, device, flip)
         self.parts = [self.clean, self.masked]
         for m in self.parts:
             if m.chip_key != "dlib":
@@ -302,12 +302,16 @@ def run_accuracy(
     cache: str | Path | None = None,
     progress: bool = True,
     identities: str = HELDOUT,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Score every model on every held-out dataset and condition; returns the full result dict.
 
     `identities="training"` scores as many of the fine-tuning's TRAINING people instead (same protocol): the
     ceiling the recipe reaches on faces it has seen, which says whether a miss on held-out people is a
     generalisation gap or a limit of the recipe itself. Its figures are never a test.
+
+    `flip`: every network embeds each chip and its mirror image and averages them (test-time augmentation);
+    the shipped thresholds were calibrated without it, so its FAR/FRR figures are only indicative.
 
     `cache`: a folder where the (model-independent) dlib chips of each dataset are kept, keyed by the
     probes, kinds and seed, so comparing another model later only re-runs the networks.
@@ -331,8 +335,8 @@ def run_accuracy(
     kinds = _check_kinds(occlusions)
     conditions = ["clean", *kinds]
     sets = _datasets(root, yaleb_holdout, lfw_holdout, probes_per_identity, seed, lfw_people, identities)
-    compared = [_Model(m, exact_dlib, device) for m in models if m != ROUTED]
-    routed = _Routed(compared, exact_dlib, device) if ROUTED in models else None
+    compared = [_Model(m, exact_dlib, device, flip) for m in models if m != ROUTED]
+    routed = _Routed(compared, exact_dlib, device, flip) if ROUTED in models else None
     components = compared + ([m for m in routed.parts if m not in compared] if routed else [])
     chippers = {}
     for m in components:
@@ -422,6 +426,7 @@ def run_accuracy(
         "conditions": conditions,
         "seed": int(seed),
         "identities": identities,
+        "flip": bool(flip),
         "yaleb_holdout": int(yaleb_holdout),
         "lfw_holdout": int(lfw_holdout),
         "probes_per_identity": int(probes_per_identity),
@@ -497,6 +502,11 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
         lines += [
             "- **NOT A TEST: scored on as many seeded TRAINING people** (not the held-out ones), whose photos the "
             "fine-tuning saw: a ceiling of the recipe, to tell a generalisation gap from a limit of the recipe",
+        ]
+    if result.get("flip"):
+        lines += [
+            "- **test-time flip**: every vector is the mean of the unit embeddings of the chip and its mirror image, "
+            "for every model, gallery and probe alike; the shipped thresholds were calibrated without it",
         ]
     lines += [
         "- every model sees byte-identical probes; occlusions are drawn on the full image and the 150x150 chip "

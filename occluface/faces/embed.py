@@ -30,6 +30,11 @@ class FaceEmbedder:
     Pass `model_name` (anything `occluface.models.create` knows, e.g. "dlib_resnet", "iresnet50") plus its
     create options, or an already-built/loaded `model` (e.g. from a checkpoint). `mean`/`std` say how uint8
     chips become the float input of trainable backbones; dlib's ResNet always takes [0, 1] RGB.
+
+    `flip=True` is test-time augmentation: each face's vector is the mean of the unit embeddings of its chip
+    and of the chip's mirror image, at twice the cost. It is off by default: on our fine-tuned model it was
+    measured and did not help masked faces (docs/results/accuracy-flip-experiment), and galleries made with
+    and without it must not be mixed.
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class FaceEmbedder:
         batch_size: int = 64,
         mean: float = 0.5,
         std: float = 0.5,
+        flip: bool = False,
         **create_kwargs: Any,
     ):
         if model is None:
@@ -55,6 +61,7 @@ class FaceEmbedder:
         self.batch_size = int(batch_size)
         self.mean = float(mean)
         self.std = float(std)
+        self.flip = bool(flip)
         self.input_size = tuple(getattr(model, "input_size", (112, 112)))
         self.embedding_size = int(getattr(model, "embedding_size", 0))
         from occluface.models.dlib_resnet import DlibResNet
@@ -107,11 +114,15 @@ class FaceEmbedder:
                     f"{self.model_name}: chips must be {self.input_size[0]}x{self.input_size[1]}, got "
                     f"{sorted(shapes)}; make them with FaceEmbedder.chip()"
                 )
-            if self.is_dlib:
-                out.append(self.model.embed_chips(batch))
-            else:
-                out.append(self._forward(batch))
+            vectors = self._embed_batch(batch)
+            if self.flip:
+                mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in batch]
+                vectors = l2_normalize(vectors) + l2_normalize(self._embed_batch(mirrored))
+            out.append(vectors)
         return l2_normalize(np.concatenate(out, axis=0))
+
+    def _embed_batch(self, batch: list[np.ndarray]) -> np.ndarray:
+        return self.model.embed_chips(batch) if self.is_dlib else self._forward(batch)
 
     def _forward(self, batch: list[np.ndarray]) -> np.ndarray:
         import torch
