@@ -199,6 +199,8 @@ def finetune_command(
     arcface_weight: float = typer.Option(0.0, "--arcface-weight", min=0.0, help="Weight of an ArcFace term on identity labels (Yale B, lfw_dev), added to the distillation loss; 0 = distillation only."),
     arcface_scale: float = typer.Option(32.0, "--arcface-scale", min=1.0, help="ArcFace scale s."),
     arcface_margin: float = typer.Option(0.2, "--arcface-margin", min=0.0, help="ArcFace angular margin m (radians)."),
+    mirror: float = typer.Option(0.0, "--mirror", min=0.0, max=1.0, help="Probability of mirroring each training chip (its target: the teacher's embedding of the mirrored clean chip)."),
+    val_people: int = typer.Option(0, "--val-people", min=0, help="Leave this many seeded lfw_dev training people out and log rank-1 on them: choose recipes there, never on the held-out identities."),
 ) -> None:
     """Fine-tune dlib's ResNet for occluded faces by self-distillation; writes the shippable fp16 delta."""
     if threads:
@@ -211,7 +213,7 @@ def finetune_command(
         seed=seed, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout, variants=variants, max_faces=max_faces,
         steps=steps, batch_size=batch_size, lr=lr, freeze_blocks=freeze_blocks, clean_fraction=clean_fraction,
         clean_weight=clean_weight, device=device, arcface_weight=arcface_weight, arcface_scale=arcface_scale,
-        arcface_margin=arcface_margin,
+        arcface_margin=arcface_margin, mirror=mirror, val_people=val_people,
     )
     try:
         manifest = prepare(data, out / "cache", cfg)
@@ -229,7 +231,7 @@ def finetune_command(
         fail(str(exc))
     import json
 
-    console.print(json.dumps(summary.get("final_val", {}), indent=1), highlight=False)
+    console.print(json.dumps(summary.get("final_val", {}) | summary.get("final_val_people", {}), indent=1), highlight=False)
     console.print(f"wrote {out / 'occluface_resnet.pt'} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB); "
                   "ship it as occluface/models/weights/occluface_resnet.pt", highlight=False)
 

@@ -299,3 +299,98 @@ def test_bench_metrics_give_far_and_frr_at_a_threshold():
     # genuine scores 1, 0.8, 1, 0.6 -> one of 4 rejected; impostor scores: 0.6 (b->a) and 0.8 (c->a) of 8 accepted once
     assert m["frr_at_threshold"] == pytest.approx(1 / 4) and m["far_at_threshold"] == pytest.approx(1 / 8)
     assert "far_at_threshold" not in _metrics(gallery, g_lab, probes, p_lab)
+
+
+class _FakeData:
+    """A stand-in for the prepared cache: person k's chips are flat colour k (variant 1 darkened, variant 2 noise)."""
+
+    variants = 2
+
+    def __init__(self, photos=(3, 3, 2, 1), source="lfw_dev"):
+        self.faces, self.colour = [], []
+        rng = np.random.default_rng(0)
+        colours = rng.uniform(40, 215, size=(len(photos), 3))
+        for k, n in enumerate(photos):
+            for _ in range(n):
+                self.faces.append({"source": source, "identity": f"p{k}", "path": f"p{k}.jpg"})
+                self.colour.append(colours[k])
+        self.faces.append({"source": "mask_cls", "identity": "", "path": "x.jpg"})  # unnamed: never a val person
+        self.colour.append(colours[0])
+        self.kinds = np.asarray([["plain", "dust"]] * len(self.faces))
+        self.rng = rng
+
+    def chip(self, i, v):
+        base = np.full((150, 150, 3), self.colour[i], np.float64)
+        if v == 1:
+            base[75:] *= 0.3  # a dark lower half: the colour's direction survives
+        if v == 2:
+            base = np.random.default_rng(i).uniform(0, 255, base.shape)  # nothing of the person left
+        return base.astype(np.uint8)
+
+
+class _MeanColour(torch.nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def test_validation_people_are_seeded_named_lfw_people_with_two_photos_and_rank1_is_per_kind():
+    from occluface.errors import DatasetError
+    from occluface.train.distill import validate_people, validation_people
+
+    data = _FakeData()
+    people = validation_people(data, 3, seed=0)
+    assert set(people) == {"p0", "p1", "p2"}  # p3 has one photo, the mask_cls face no name
+    assert people["p0"] == [0, 1, 2] and people["p2"] == [6, 7]
+    assert validation_people(data, 2, seed=0) == validation_people(data, 2, seed=0)
+    with pytest.raises(DatasetError, match="only 3 lfw_dev people"):
+        validation_people(data, 4)
+    assert validation_people(_FakeData(source="yaleb"), 0) == {}
+    scores = validate_people(_MeanColour(), data, people)
+    assert scores["val_people_rank1_clean"] == 1.0 and scores["val_people_rank1_plain"] == 1.0
+    assert scores["val_people_rank1_dust"] < 1.0  # the noise variant matches by chance only
+    assert scores["val_people_rank1_occluded"] == pytest.approx((1.0 * 4 + 4 * scores["val_people_rank1_dust"]) / 8)
+    flipped = validate_people(_MeanColour(), data, people, flip=True)
+    assert flipped["val_people_flip_rank1_clean"] == 1.0 and set(flipped) == {k.replace("rank1", "flip_rank1") for k in scores}
+
+
+def test_mirrored_batches_use_the_mirrored_targets_and_leave_the_rest_of_the_batch_alone(cache):
+    from occluface.models.dlib_port import DlibResNetTorch
+    from occluface.train.distill import _batch, mirrored_teacher
+
+    data = DistillData(cache)
+    target = mirrored_teacher(data, cache)
+    flipped_clean = np.stack([data.chip(i, 0)[:, ::-1] for i in range(len(data))])
+    assert np.allclose(target, embed(DlibResNetTorch().eval(), flipped_clean), atol=1e-4)
+    assert not np.allclose(target, data.teacher, atol=1e-3)
+    idx = np.arange(len(data))
+    plain = _batch(data, idx, 5, tiny_cfg())
+    every = _batch(data, idx, 5, tiny_cfg(mirror=1.0), mirror_teacher=target)
+    np.testing.assert_array_equal(every[4], plain[4])  # the same faces and variants: the mirror draw is its own stream
+    assert all(np.array_equal(every[0][r], plain[0][r][:, ::-1]) for r in range(len(plain[0])))
+    np.testing.assert_array_equal(every[1], target[plain[4]])
+    half = _batch(data, idx, 5, tiny_cfg(batch_size=32, mirror=0.5), mirror_teacher=target)
+    base = _batch(data, idx, 5, tiny_cfg(batch_size=32))
+    mirrored = [not np.array_equal(half[0][r], base[0][r]) for r in range(32)]
+    assert 0 < sum(mirrored) < 32
+    for r in range(32):
+        np.testing.assert_array_equal(half[1][r], (target if mirrored[r] else data.teacher)[base[4][r]])
+    with pytest.raises(OccluFaceError, match="mirrored teacher"):
+        _batch(data, idx, 5, tiny_cfg(mirror=0.5))
+    with pytest.raises(OccluFaceError, match="mirror must be"):
+        tiny_cfg(mirror=1.5).check()
+
+
+def test_a_mirrored_run_resumes_exactly_and_refuses_a_checkpoint_of_another_setting(cache, tmp_path):
+    cfg = tiny_cfg(mirror=0.5)
+    train_distill(cache, tmp_path / "a", cfg, progress=False)
+    train_distill(cache, tmp_path / "b", cfg, progress=False, max_minutes=0.0)
+    train_distill(cache, tmp_path / "b", cfg, progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3
+    assert all(torch.allclose(a["backbone"][k], b["backbone"][k], atol=1e-6) for k in a["backbone"])
+    plain = torch.load(train_distill(cache, tmp_path / "p", tiny_cfg(), progress=False) and tmp_path / "p" / "last.pt",
+                       weights_only=True)
+    assert any(not torch.equal(a["backbone"][k], plain["backbone"][k]) for k in a["backbone"])  # mirroring did something
+    with pytest.raises(CheckpointError, match="mirror=0.0, asked for 0.5"):
+        train_distill(cache, tmp_path / "p", cfg, progress=False)

@@ -96,8 +96,13 @@ class DistillConfig:
     arcface_weight: float = 0.0
     arcface_scale: float = 32.0
     arcface_margin: float = 0.2
+    # each training chip mirrored with this probability (its target: the teacher's embedding of the mirrored clean chip)
+    mirror: float = 0.0
     cache_features: bool = True  # precompute the frozen part's output once (the frozen layers never change)
     val_faces: int = 128
+    # lfw_dev TRAINING people left out of the fine-tuning, to score rank-1 on people it never saw (recipe choices
+    # are made there, never on the held-out identities)
+    val_people: int = 0
     val_every: int = 500
     save_every: int = 100
     log_every: int = 10
@@ -114,6 +119,10 @@ class DistillConfig:
             raise OccluFaceError(f"freeze_blocks must be in 0..14 (the port has 14 residual blocks), got {self.freeze_blocks}")
         if self.lr <= 0:
             raise OccluFaceError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.mirror <= 1.0:
+            raise OccluFaceError(f"mirror must be a probability in [0, 1], got {self.mirror}")
+        if self.val_people < 0:
+            raise OccluFaceError(f"val_people must be >= 0, got {self.val_people}")
         if self.arcface_weight < 0:
             raise OccluFaceError(f"arcface_weight must be >= 0, got {self.arcface_weight}")
         if self.yaleb_holdout < 0 or self.lfw_holdout < 0:
@@ -465,11 +474,14 @@ def trainable_forward(model, feats):
     return model.fc(x.mean(dim=(2, 3)))
 
 
-def cache_frozen_features(data: "DistillData", cache: str | Path, model, device: str = "cpu", progress: bool = True) -> list[np.ndarray]:
+def cache_frozen_features(data: "DistillData", cache: str | Path, model, device: str = "cpu", progress: bool = True,
+                          mirror: bool = False) -> list[np.ndarray]:
     """Per shard, fp16 outputs of the frozen layers for every chip (clean + variants), written once, memory-mapped.
 
     Why: the frozen stem and early blocks give the same output every epoch; computing it once makes a CPU step
     roughly twice as fast. Files are keyed by the number of frozen blocks, so another setting recomputes.
+    `mirror=True` does the same for the mirror images of the chips (a convolution's output on a mirrored chip is
+    not the mirror of its output, so they need their own files).
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -477,14 +489,17 @@ def cache_frozen_features(data: "DistillData", cache: str | Path, model, device:
     cache = Path(cache)
     k = model.frozen_blocks
     out = []
-    with Progress(TextColumn("[bold]frozen features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    label = "frozen features (mirrored)" if mirror else "frozen features"
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not progress) as bar:
         task = bar.add_task("feats", total=len(data.shards))
         for s, shard in enumerate(data.shards):
-            path = cache / f"shard_{s:05d}.frozen{k}.npy"
+            path = cache / f"shard_{s:05d}.frozen{k}{'.mirror' if mirror else ''}.npy"
             if not path.exists():
                 n, v = shard.shape[:2]
                 flat = np.asarray(shard).reshape(n * v, CHIP, CHIP, 3)
+                if mirror:
+                    flat = np.ascontiguousarray(flat[:, :, ::-1])
                 parts = []
                 with torch.inference_mode():
                     for b in range(0, len(flat), 64):
@@ -497,6 +512,69 @@ def cache_frozen_features(data: "DistillData", cache: str | Path, model, device:
     return out
 
 
+def mirrored_teacher(data: "DistillData", cache: str | Path, device: str = "cpu") -> np.ndarray:
+    """The teacher's embedding of each face's mirrored clean chip (the target of a mirrored training chip),
+    computed once into the cache. The teacher's own embedding of a mirror image, not its clean one: the student
+    should stay where dlib puts that image, mirror or not."""
+    path = Path(cache) / "teacher_mirror.npy"
+    if not path.exists():
+        teacher = _teacher(device)
+        parts = [embed(teacher, np.ascontiguousarray(np.asarray(shard[:, 0])[:, :, ::-1]), device) for shard in data.shards]
+        _atomic_save_npy(path, np.concatenate(parts).astype(np.float32))
+    out = np.load(path)
+    if out.shape != data.teacher.shape:
+        raise DatasetError(f"{path}: {out.shape[0]} mirrored targets for {len(data)} faces; delete it to recompute")
+    return out
+
+
+def validation_people(data: "DistillData", n: int, seed: int = 0) -> dict[str, list[int]]:
+    """`n` seeded lfw_dev training people (2+ photos each) to leave out of the fine-tuning: name -> face indices.
+
+    Why: the held-out identities must never choose anything, and a student's score on its own training people
+    says little about new ones. People it never saw, drawn from the training side, can choose between recipes.
+    """
+    by_person: dict[str, list[int]] = {}
+    for i, face in enumerate(data.faces):
+        if face.get("source") in ("lfw_dev", "lfw") and face.get("identity"):
+            by_person.setdefault(face["identity"], []).append(i)
+    eligible = sorted(name for name, idx in by_person.items() if len(idx) >= 2)
+    if n > len(eligible):
+        raise DatasetError(f"val_people={n}, but the cache holds only {len(eligible)} lfw_dev people with 2+ photos")
+    return {name: by_person[name] for name in heldout_identities(eligible, n, seed, salt="validation")}
+
+
+def validate_people(model, data: "DistillData", people: dict[str, list[int]], device: str = "cpu",
+                    flip: bool = False) -> dict[str, float]:
+    """Rank-1 on the validation people: each person's first clean chip is the gallery, the other photos (clean
+    and each cached occlusion) the probes. `flip`: embeddings averaged with the mirror image's."""
+    if not people:
+        return {}
+
+    def emb(chips: np.ndarray) -> np.ndarray:
+        e = embed(model, chips, device)
+        if flip:
+            e = e + embed(model, np.ascontiguousarray(chips[:, :, ::-1]), device)
+            e /= np.linalg.norm(e, axis=1, keepdims=True)
+        return e
+
+    model.eval()
+    names = sorted(people)
+    gallery = emb(np.stack([data.chip(people[n][0], 0) for n in names]))
+    probes = [(k, i) for k, n in enumerate(names) for i in people[n][1:]]
+    who = np.asarray([k for k, _ in probes])
+    hits: dict[str, list[bool]] = {}
+    for v in range(data.variants + 1):
+        e = emb(np.stack([data.chip(i, v) for _, i in probes]))
+        right = (e @ gallery.T).argmax(1) == who
+        for (_, i), ok in zip(probes, right):
+            hits.setdefault("clean" if v == 0 else str(data.kinds[i][v - 1]), []).append(bool(ok))
+    model.train()
+    tag = "val_people_flip_rank1" if flip else "val_people_rank1"
+    occluded = [h for k, hs in hits.items() if k != "clean" for h in hs]
+    out = {f"{tag}_{k}": float(np.mean(hs)) for k, hs in sorted(hits.items())}
+    return out | {f"{tag}_occluded": float(np.mean(occluded)) if occluded else float("nan")}
+
+
 def _split(n: int, val_faces: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices): a seeded slice of the TRAINING faces for a loss to watch."""
     rng = np.random.default_rng([seed, 3])
@@ -505,11 +583,13 @@ def _split(n: int, val_faces: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[v:]), np.sort(perm[:v])
 
 
-def _batch(data: DistillData, idx: np.ndarray, step: int, cfg: DistillConfig, feats=None) -> tuple[np.ndarray, ...]:
+def _batch(data: DistillData, idx: np.ndarray, step: int, cfg: DistillConfig, feats=None, mirror_feats=None,
+           mirror_teacher=None) -> tuple[np.ndarray, ...]:
     """Chips (or their cached frozen features), teacher targets, loss weights, the clean mask and the face
-    indices of one step.
+    indices of one step; with `cfg.mirror`, a share of them mirrored (and their targets the mirrored teacher's).
 
-    Depends only on (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+    Depends only on (seed, step), so a resumed run sees exactly the batches an uninterrupted one would; the
+    mirror draw has its own stream, so a run without it sees the same batches as before the option existed.
     """
     rng = np.random.default_rng([cfg.seed, 5, step])
     faces = idx[rng.integers(0, len(idx), size=cfg.batch_size)]
@@ -520,8 +600,18 @@ def _batch(data: DistillData, idx: np.ndarray, step: int, cfg: DistillConfig, fe
         chips = np.stack([feats[int(f) // size][int(f) % size, int(v)] for f, v in zip(faces, var)])
     else:
         chips = np.stack([data.chip(int(f), int(v)) for f, v in zip(faces, var)])
+    target = data.teacher[faces]
+    if cfg.mirror > 0:
+        if mirror_teacher is None or (feats is not None and mirror_feats is None):
+            raise OccluFaceError("mirror > 0 needs the mirrored teacher targets (and mirrored features when cached)")
+        flipped = np.random.default_rng([cfg.seed, 11, step]).random(cfg.batch_size) < cfg.mirror
+        size = data.shard_size
+        for r in np.flatnonzero(flipped):
+            f, v = int(faces[r]), int(var[r])
+            chips[r] = mirror_feats[f // size][f % size, v] if feats is not None else data.chip(f, v)[:, ::-1]
+        target = np.where(flipped[:, None], mirror_teacher[faces], target)
     weights = np.where(clean, cfg.clean_weight, 1.0).astype(np.float32)
-    return chips, data.teacher[faces], weights, clean, faces
+    return chips, target, weights, clean, faces
 
 
 def _to_input(chips: np.ndarray, device: str):
@@ -586,6 +676,10 @@ def train_distill(
     out.mkdir(parents=True, exist_ok=True)
     data = DistillData(cache)
     train_idx, val_idx = _split(len(data), cfg.val_faces, cfg.seed)
+    people = validation_people(data, cfg.val_people, cfg.seed) if cfg.val_people else {}
+    if people:  # never trained on, so their rank-1 says how the recipe does on new people
+        left_out = np.asarray([i for idx in people.values() for i in idx])
+        train_idx = train_idx[~np.isin(train_idx, left_out)]
     torch.manual_seed(cfg.seed)
     model = build_student(cfg.freeze_blocks).to(cfg.device).to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -608,12 +702,22 @@ def train_distill(
             if "identity_head" not in ckpt:
                 raise CheckpointError(f"{last}: made without the ArcFace term; use a new --out folder")
             head.load_state_dict(ckpt["identity_head"])
+        made = ckpt.get("config", {})
+        for key in ("mirror", "val_people"):
+            if made.get(key, 0) != getattr(cfg, key):
+                raise CheckpointError(f"{last}: made with {key}={made.get(key, 0)}, asked for {getattr(cfg, key)}; "
+                                      "use a new --out folder")
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
     feats = None
     if cfg.cache_features and cfg.freeze_blocks > 0:
         model.eval()
         feats = cache_frozen_features(data, cache, model, cfg.device, progress)
+    mirror_feats = mirror_teacher = None
+    if cfg.mirror > 0:
+        mirror_teacher = mirrored_teacher(data, cache, cfg.device)
+        if feats is not None:
+            mirror_feats = cache_frozen_features(data, cache, model, cfg.device, progress, mirror=True)
     log_path = out / "log.jsonl"
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
     model.train()
@@ -627,12 +731,13 @@ def train_distill(
         TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress,
     ) as bar, open(log_path, "a", encoding="utf-8") as log:
         task = bar.add_task("train", total=cfg.steps, completed=step, info="")
-        if step == 0 and len(val_idx):
-            log.write(json.dumps({"step": 0, **validate(model, data, val_idx, cfg.device)}) + "\n")
+        if step == 0 and (len(val_idx) or people):
+            log.write(json.dumps({"step": 0, **validate(model, data, val_idx, cfg.device),
+                                  **validate_people(model, data, people, cfg.device)}) + "\n")
             log.flush()
         end = cfg.steps if stop_step is None else min(cfg.steps, int(stop_step))
         while step < end:
-            chips, target, weights, is_clean, faces = _batch(data, train_idx, step, cfg, feats)
+            chips, target, weights, is_clean, faces = _batch(data, train_idx, step, cfg, feats, mirror_feats, mirror_teacher)
             lr = _lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -674,6 +779,7 @@ def train_distill(
                 wl, t_last = [], now
                 if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                     rec.update(validate(model, data, val_idx, cfg.device))
+                    rec.update(validate_people(model, data, people, cfg.device))
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
             done = step >= end
@@ -693,6 +799,10 @@ def train_distill(
     }
     if len(val_idx):
         summary["final_val"] = validate(model, data, val_idx, cfg.device)
+    if people:
+        summary["val_people"] = sorted(people)
+        summary["final_val_people"] = validate_people(model, data, people, cfg.device) | validate_people(
+            model, data, people, cfg.device, flip=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
