@@ -32,9 +32,9 @@ class FaceEmbedder:
     chips become the float input of trainable backbones; dlib's ResNet always takes [0, 1] RGB.
 
     `flip=True` is test-time augmentation: each face's vector is the mean of the unit embeddings of its chip
-    and of the chip's mirror image, at twice the cost. It is off by default: on our fine-tuned model it was
-    measured and did not help masked faces (docs/results/accuracy-flip-experiment), and galleries made with
-    and without it must not be mixed.
+    and of the chip's mirror image, at twice the cost. It is off by default: it raised held-out rank-1 but
+    missed the adoption rule written for it (docs/results/routed-flip), and galleries made with and without
+    it must not be mixed.
     """
 
     def __init__(
