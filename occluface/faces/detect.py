@@ -256,7 +256,7 @@ def register(name: str, description: str) -> Callable[[Callable[[], Detector]], 
 
 def _load_builtin() -> None:
     # Imported for their @register side effects; each defers its heavy imports to first use.
-    from occluface.faces import centerface, dlib_detectors, mtcnn  # noqa: F401
+    from occluface.faces import centerface, dlib_detectors, mtcnn, yunet  # noqa: F401
 
 
 def list_detectors() -> dict[str, str]:

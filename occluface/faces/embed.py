@@ -67,13 +67,15 @@ class FaceEmbedder:
         from occluface.models.dlib_resnet import DlibResNet
 
         self.is_dlib = isinstance(model, DlibResNet)
+        # Models declaring `embeds_uint8` (ONNX ones such as SFace) take the uint8 chips as they are.
+        self.embeds_uint8 = bool(getattr(model, "embeds_uint8", False))
         # Models declaring `chip = "dlib"` (the PyTorch port of dlib's ResNet) take dlib's chip and [0, 1] pixels.
         self.uses_dlib_chip = self.is_dlib or getattr(model, "chip", None) == "dlib"
         if self.uses_dlib_chip and not self.is_dlib:
             self.mean, self.std = 0.0, 1.0
         if hasattr(model, "eval"):
             model.eval()
-        if hasattr(model, "to") and not self.is_dlib:
+        if hasattr(model, "to") and not self.is_dlib and not self.embeds_uint8:
             model.to(device)
 
     # ---------------------------------------------------------------- cropping
@@ -122,7 +124,9 @@ class FaceEmbedder:
         return l2_normalize(np.concatenate(out, axis=0))
 
     def _embed_batch(self, batch: list[np.ndarray]) -> np.ndarray:
-        return self.model.embed_chips(batch) if self.is_dlib else self._forward(batch)
+        if self.is_dlib or self.embeds_uint8:
+            return self.model.embed_chips(batch)
+        return self._forward(batch)
 
     def _forward(self, batch: list[np.ndarray]) -> np.ndarray:
         import torch

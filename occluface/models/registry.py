@@ -28,6 +28,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "occluface.models.dlib_resnet",
     "occluface.models.dlib_port",
     "occluface.models.dlib_finetuned",
+    "occluface.models.sface",
 )
 
 
