@@ -175,7 +175,9 @@ def test_partial_shapes(faces):
 def test_bad_kind_and_parameter_are_clear_errors(faces):
     image, lm = faces[1]
     with pytest.raises(OccluFaceError, match="unknown occlusion kind"):
-        apply(image, "scarf")
+        apply(image, "balaclava")
+    scarf = apply(image, "scarf", seed=1, landmarks=lm, color="purple", pattern="stripes")  # a kind since the style family
+    assert (np.abs(scarf.astype(int) - image).max(axis=2) > 10).mean() > 0.05
     with pytest.raises(OccluFaceError, match="intensty"):
         apply(image, "dust", landmarks=lm, intensty=0.5)
     with pytest.raises(OccluFaceError, match="intensity"):

@@ -39,42 +39,20 @@ __all__ = [
 
 DEFAULT_OCCLUSIONS: tuple[str, ...] = ("plain", "surgical", "kn95", "cloth", "dust", "lowlight")
 
-#: 68-point indices (0-based, iBUG order) of the plain mask: jaw 2..14 then the nose bridge point 28
-#: (1-based 29, face_recognition's nose_bridge[1]) -- the polygon the reference figures were measured with.
-PLAIN_POLYGON: tuple[int, ...] = tuple(range(2, 15)) + (28,)
-PLAIN_GREY = (128, 128, 128)
+from occluface.data.occlusion.plain import PLAIN_GREY, PLAIN_POLYGON, apply_plain_mask, plain_mask_polygon  # noqa: E402,F401
 
 FRONTAL_LIGHT = "P00A+000E+00"
 _ANGLES = re.compile(r"A([+-]\d+)E([+-]\d+)")
 
 
 # ----------------------------------------------------------------------------- occlusions
-def plain_mask_polygon(landmarks68: np.ndarray) -> np.ndarray:
-    """The plain mask's polygon (K x 2 float) from 68 landmarks."""
-    lm = np.asarray(landmarks68, dtype=np.float32)
-    if lm.shape != (68, 2):
-        raise OccluFaceError(f"plain mask needs 68 x 2 landmarks, got shape {lm.shape}")
-    return lm[list(PLAIN_POLYGON)]
-
-
-def apply_plain_mask(image: np.ndarray, landmarks68: np.ndarray, color: Sequence[int] = PLAIN_GREY) -> np.ndarray:
-    """Copy of ``image`` with a flat grey polygon over nose and mouth (jaw 2-14 + nose bridge 28)."""
-    import cv2
-
-    out = np.array(image, dtype=np.uint8, copy=True)
-    pts = np.round(plain_mask_polygon(landmarks68)).astype(np.int32).reshape(-1, 1, 2)
-    fill = tuple(int(c) for c in color)[: out.shape[2]] if out.ndim == 3 else int(color[0])
-    cv2.fillPoly(out, [pts], fill, lineType=cv2.LINE_AA)
-    return out
-
-
 def occlude(image: np.ndarray, kind: str, *, seed: int, landmarks: np.ndarray | None = None) -> np.ndarray:
     """Occluded copy of ``image``: "plain" here, every other kind via `occluface.data.occlusion.apply`."""
-    if kind == "plain":
-        if landmarks is None:
-            raise OccluFaceError("the plain mask needs the face's 68 landmarks")
-        return apply_plain_mask(image, landmarks)
-    return _occlusion_module([kind]).apply(image, kind, seed=seed, landmarks=landmarks)
+    if kind != "plain":
+        _occlusion_module([kind])
+    from occluface.data.occlusion.core import occlude as _occlude
+
+    return _occlude(image, kind, seed=seed, landmarks=landmarks)
 
 
 def _occlusion_module(kinds: Sequence[str]):

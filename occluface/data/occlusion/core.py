@@ -14,7 +14,7 @@ from occluface.data.occlusion.masks import MASK_PARAMS, MASK_TYPES, apply_mask, 
 from occluface.data.occlusion.partial import PARTIAL_PARAMS, apply_partial
 from occluface.errors import OccluFaceError
 
-KINDS = ("surgical", "kn95", "cloth", "texture", "mask", "dust", "lowlight", "partial", "mixed")
+KINDS = ("surgical", "kn95", "cloth", "texture", "mask", "dust", "lowlight", "partial", "mixed", "scarf")
 #: Parameter names each kind accepts ("mask" also takes ``type``; "mixed" takes ``kinds``).
 PARAMS: dict[str, tuple[str, ...]] = {
     **MASK_PARAMS,
@@ -90,7 +90,7 @@ def apply_with_info(
         params = {k: v for k, v in params.items() if k in MASK_PARAMS[kind]}
 
     x = rgb.astype(np.float32) / 255.0
-    if kind in MASK_TYPES:
+    if kind in MASK_TYPES or kind == "scarf":
         x, info = apply_mask(x, faces_fn(), kind, rng, params)
     elif kind == "dust":
         x, info = apply_dust(x, faces_fn(), rng, params)
@@ -121,3 +121,16 @@ def apply(
     Unset parameters are drawn from ``seed``: the same seed gives identical bytes.
     """
     return apply_with_info(image, kind, seed=seed, landmarks=landmarks, **params)[0]
+
+
+def occlude(image: np.ndarray, kind: str, *, seed: int, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Occluded copy of ``image`` by name: ``"plain"`` (the flat grey polygon, needs the 68 landmarks) or any
+    of :data:`KINDS` (see :func:`apply`)."""
+    if kind == "plain":
+        from occluface.data.occlusion.plain import apply_plain_mask
+
+        if landmarks is None:
+            raise OccluFaceError("the plain mask needs the face's 68 landmarks")
+        return apply_plain_mask(image, landmarks)
+    return apply(image, kind, seed=seed, landmarks=landmarks)
+

@@ -247,13 +247,36 @@ def render_kn95(rng: np.random.Generator, color: Any = None) -> tuple[np.ndarray
     return np.dstack([rgb, alpha]), {"color": label, "facet_light": round(side, 3)}
 
 
-def render_cloth(rng: np.random.Generator, color: Any = None, pattern: str | None = None) -> tuple[np.ndarray, dict]:
+def _scarf_outline(pts: np.ndarray) -> np.ndarray:
+    """A scarf pulled over nose and mouth: the mask outline grown out and down (past the jaw and the chin, still
+    inside the warp's outer keypoint ring), its top edge straight across the nose bridge."""
+    o = pts[:_N_OUTLINE].astype(np.float64)
+    c = o.mean(0)
+    grown = c + 1.18 * (o - c)
+    grown[:, 1] = np.where(o[:, 1] > c[1], grown[:, 1] + 0.04 * (o[:, 1].max() - o[:, 1].min()), grown[:, 1])
+    top = o[:, 1].min()
+    grown[:, 1] = np.maximum(grown[:, 1], top)  # no higher than the mask's own top: the eyes stay clear
+    return grown
+
+
+def render_scarf(rng: np.random.Generator, color: Any = None, pattern: str | None = None) -> tuple[np.ndarray, dict]:
+    """A scarf or bandana over nose and mouth: a cloth with a pattern, larger than a mask, no loops, soft folds."""
+    rgba, info = render_cloth(rng, color, pattern, outline=_scarf_outline(_template()[0]), loops=False)
+    h, w = rgba.shape[:2]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    folds = 1.0 - 0.12 * (np.sin(ys / max(h, 1) * np.pi * 7 + float(rng.uniform(0, np.pi))) > 0.6)
+    rgba[..., :3] = np.clip(rgba[..., :3] * folds[..., None], 0, 1)
+    return rgba, {k: v for k, v in info.items() if k != "seam"}
+
+
+def render_cloth(rng: np.random.Generator, color: Any = None, pattern: str | None = None,
+                 outline: np.ndarray | None = None, loops: bool = True) -> tuple[np.ndarray, dict]:
     """Cloth mask: colour, fabric pattern and weave, optional centre seam, stitched hem."""
     label, rgb0 = parse_color("color", color if color is not None else pick(rng, list(CLOTH_COLORS)), {**ALL_COLORS, **CLOTH_COLORS})
     pattern = pattern if pattern is not None else pick(rng, list(CLOTH_PATTERNS), [3, 2, 2, 2, 1])
     if pattern not in CLOTH_PATTERNS:
         raise OccluFaceError(f"pattern {pattern!r} is not one of {', '.join(CLOTH_PATTERNS)}")
-    pts, alpha, u, v, grain = _base(rng)
+    pts, alpha, u, v, grain = _base(rng, outline)
     h, w = alpha.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     second = np.clip(1.15 - rgb0 if rgb0.mean() < 0.5 else rgb0 * 0.35, 0, 1)
@@ -287,7 +310,8 @@ def render_cloth(rng: np.random.Generator, color: Any = None, pattern: str | Non
     stitches = ((xs + ys) // 6 % 2 == 0)
     m = np.where(hem & stitches, m * 0.82, m)
     rgb = np.clip(rgb * m[..., None], 0, 1).astype(np.float32)
-    _ear_loops(rgb, alpha, pts, np.clip(rgb0 * 0.8, 0, 1), 5)
+    if loops:
+        _ear_loops(rgb, alpha, pts, np.clip(rgb0 * 0.8, 0, 1), 5)
     return np.dstack([rgb, alpha]), {"color": label, "pattern": pattern, "seam": seam}
 
 
@@ -375,6 +399,7 @@ MASK_PARAMS = {
     "kn95": ("color", "shading"),
     "cloth": ("color", "pattern", "shading"),
     "texture": ("texture", "textures", "shading"),
+    "scarf": ("color", "pattern", "shading"),  # a named style (occlusion.styles), not drawn by the "mask" kind
 }
 
 
@@ -420,6 +445,8 @@ def apply_mask(image: np.ndarray, faces: list[np.ndarray], mask_type: str, rng: 
             rgba, info = render_surgical(rng, params.get("color"), params.get("pleats"))
         elif mask_type == "kn95":
             rgba, info = render_kn95(rng, params.get("color"))
+        elif mask_type == "scarf":
+            rgba, info = render_scarf(rng, params.get("color"), params.get("pattern"))
         else:
             rgba, info = render_cloth(rng, params.get("color"), params.get("pattern"))
     for lm in faces:
