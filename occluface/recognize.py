@@ -3,9 +3,11 @@
 Every interface (CLI, REST API, web page, demo) goes through :class:`Recognizer`, so they all detect,
 align, embed and threshold the same way. The pieces it wires together:
 
-detector (``occluface.faces.detect``) -> per-model chip + embedding (``occluface.faces.embed``) ->
-gallery search (``occluface.gallery``) -> calibrated thresholds (``occluface.eval.calibration``) ->
-optionally the roll-call assignment (``occluface.rollcall``).
+decode (``occluface.data.images``) -> detect (``occluface.faces.detect``) -> the matcher
+(``occluface.matching``: one aligned chip per face, its mask state once, the embedding path that state picks,
+the calibrated thresholds of ``occluface.matching.thresholds``) -> gallery search (``occluface.gallery``) ->
+result; optionally the roll-call assignment (``occluface.rollcall``). Nothing here imports ``occluface.eval``:
+benchmarks sit above the product.
 """
 
 from __future__ import annotations
@@ -111,15 +113,24 @@ class Recognizer:
         thresholds: Any = None,
         check_masks: bool = True,
     ):
-        from occluface.eval.calibration import load_thresholds
         from occluface.faces.detect import create_detector
         from occluface.faces.embed import FaceEmbedder
+        from occluface.matching import create_matcher, is_matcher
+        from occluface.matching.thresholds import load_thresholds
 
         self.gallery = gallery
         self.check_masks = check_masks
         self.detector = create_detector(detector)
         self.routed = None
+        self.matcher = None
         self.score_scale = 1.0
+        if is_matcher(model):  # occluface.matching: one chip, one mask call, one embedding path per face
+            self.matcher = create_matcher(model)
+            self.embedder = self.matcher.embedder
+            self.model_id, self.model_version = self.matcher.model_id, self.matcher.version
+            self.score_scale = self.matcher.score_scale
+            self.thresholds = thresholds or self.matcher.thresholds
+            return
         if model == "routed":  # occluface.gallery.routing: dlib for bare faces, occluface_resnet for masked ones
             from occluface.gallery.routing import RoutedMatcher
 
@@ -156,6 +167,8 @@ class Recognizer:
     def embed_faces(self, image: np.ndarray, faces: Sequence, states: Sequence | None = None) -> np.ndarray:
         """N x D unit embeddings of the given detected (probe) faces, one batch through the model; the routed
         matcher sends each face down the path its mask state (``states``, else the routing classifier's) picks."""
+        if self.matcher is not None:
+            return self.matcher.probe(image, faces)[0]
         if self.routed is not None:
             from occluface.gallery.routing import is_masked, route_masked
 
@@ -167,7 +180,9 @@ class Recognizer:
         return self.embedder.embed_chips(chips)
 
     def enrol_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
-        """What the gallery stores for enrolment faces (the routed matcher's differ from its probes')."""
+        """What the gallery stores for enrolment faces (the routed and erase matchers' differ from their probes')."""
+        if self.matcher is not None:
+            return self.matcher.enrol_vectors(image, faces)
         if self.routed is not None:
             return self.routed.gallery_vectors(image, faces)
         return self.embed_faces(image, faces)
@@ -237,13 +252,17 @@ class Recognizer:
                 f"pass --model {sorted(stored)[0]} or enrol the people again with {self.model_id}"
             )
         self._check_versions(stored)
-        emb = self.embed_faces(image, faces)
+        if self.matcher is not None:  # the mask state comes with the vectors: one classifier call per face
+            emb, states = self.matcher.probe(image, faces)
+            states = states if self.check_masks else [None] * len(faces)
+        else:
+            emb = self.embed_faces(image, faces)
+            states = self.mask_states(image, faces)
         if self.model_id in stored:
             results = search_gallery_batch(self.gallery, self.model_id, emb, k)
         else:
             results = [[] for _ in faces]
         threshold = self.thresholds.identify
-        states = self.mask_states(image, faces)
         matches = []
         for face, cands, state in zip(faces, results, states):
             cands = [(n, float(v) * self.score_scale) for n, v in cands]
@@ -282,7 +301,7 @@ class Recognizer:
             # routed: the first photo is the reference (enrolment vector), the second the probe
             embs.append((self.enrol_vectors(image, [face]) if i == 0 else self.embed_faces(image, [face]))[0])
             boxes.append([float(v) for v in face.box])
-        if self.routed is not None:
+        if self.routed is not None or self.matcher is not None:
             embs[0] = embs[0] / np.linalg.norm(embs[0])  # as the store keeps it: the threshold's scale
         sim = float(np.dot(embs[0], embs[1])) * self.score_scale
         thr = self.thresholds.verify
@@ -306,6 +325,8 @@ class Recognizer:
         matrix, names = self.gallery.embeddings(self.model_id)
         if self.routed is not None:  # confidence models are fitted on enrolment vectors: use the tuned part of both
             matrix = self.routed.tuned_part(matrix)
+        elif self.matcher is not None:
+            matrix = self.matcher.bare_part(matrix)
         if not names:
             raise OccluFaceError("the gallery has no enrolled subjects for this model; enrol the roster first")
         roster_names = sorted(set(names)) if roster is None else list(dict.fromkeys(roster))
@@ -319,7 +340,11 @@ class Recognizer:
                     "threshold": threshold, "note": "no faces found"}
         keep = [i for i, n in enumerate(names) if n in set(roster_names)]
         model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
-        if self.routed is not None:
+        if self.matcher is not None:
+            from occluface.matching.sface import chips
+
+            emb = self.matcher.embed(chips(image, faces))  # plain SFace vectors: the space the model was fitted in
+        elif self.routed is not None:
             emb = self.routed.tuned_embeddings(image, faces)  # the space the confidence model was fitted in
         else:
             emb = self.embed_faces(image, faces)

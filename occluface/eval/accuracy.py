@@ -126,7 +126,7 @@ class _Routed:
 
     def score(self, embed, maskcrops, g_lab, p_lab, conditions) -> dict[str, dict[str, Any]]:
         from occluface.gallery.routing import masked_template, routed_vectors
-        from occluface.maskcheck.train import predict_proba
+        from occluface.maskcheck.model import predict_proba
 
         template = masked_template([embed(self.masked, "gallery")]
                                    + [embed(self.masked, f"gallery_{e}") for e in self.enrol_kinds])

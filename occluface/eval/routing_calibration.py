@@ -18,7 +18,7 @@ import numpy as np
 from occluface.errors import DatasetError
 
 PROBE_MASKS = ("plain", "surgical", "kn95")
-BARE_ID, MASKED_ID = "routed", "routed_masked"
+from occluface.gallery.routing import BARE_ID, MASKED_ID  # noqa: E402  (defined with the matcher)
 
 
 def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, target_far: float = 1e-3,

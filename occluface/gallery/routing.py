@@ -44,12 +44,14 @@ ENROL_MASKS: tuple[str, ...] = ("cloth", "mask")
 #: mask, which the explanations need. Routing needs neither.
 ROUTING_CLASSIFIER = Path(__file__).resolve().parents[1] / "models" / "weights" / "maskroute_resnet18.pt"
 
+#: Threshold files of the two paths (``occluface calibrate-routed`` writes them).
+BARE_ID, MASKED_ID = "routed", "routed_masked"
+
 
 def path_thresholds() -> tuple[object, float, bool]:
     """(the bare path's thresholds, the shift onto them of a masked-path score, whether both paths are
     calibrated): the shift is the bare minus the masked threshold, or 0 when either is uncalibrated."""
-    from occluface.eval.calibration import load_thresholds
-    from occluface.eval.routing_calibration import BARE_ID, MASKED_ID
+    from occluface.matching.thresholds import load_thresholds
 
     bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
     calibrated = bare.source == "calibrated" and masked.source == "calibrated"
@@ -92,7 +94,7 @@ def masked_template(embeddings: Sequence[np.ndarray]) -> np.ndarray:
 def enrol_mask_images(image: np.ndarray, landmarks68: np.ndarray, seed: int,
                       kinds: Sequence[str] = ENROL_MASKS) -> list[np.ndarray]:
     """The enrolment photo wearing each synthetic mask of ``kinds`` (seeded, drawn on the full image)."""
-    from occluface.eval.baseline import occlude
+    from occluface.data.occlusion.core import occlude
 
     return [occlude(image, kind, seed=int(seed) + i, landmarks=landmarks68) for i, kind in enumerate(kinds)]
 

@@ -21,7 +21,7 @@ import numpy as np
 from occluface.errors import DatasetError
 from occluface.maskcheck.data import select
 from occluface.maskcheck.model import MaskNet, load_weights, save_weights
-from occluface.maskcheck.train import predict_proba
+from occluface.maskcheck.model import predict_proba
 
 GRID = np.round(np.arange(-6.0, 6.0 + 1e-9, 0.05), 2)
 

@@ -61,7 +61,7 @@ def harsh_light(model: Any, data: str | Path, probes_per_identity: int = 20, see
     from occluface.faces.align import align_face
     from occluface.faces.landmarks import five_points, landmarks68
     from occluface.maskcheck.data import yaleb_training_people
-    from occluface.maskcheck.train import predict_proba
+    from occluface.maskcheck.model import predict_proba
     from occluface.train.distill import face_box
 
     root = Path(data)

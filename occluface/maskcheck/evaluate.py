@@ -15,7 +15,7 @@ import numpy as np
 
 from occluface.maskcheck.data import INCORRECT, select
 from occluface.maskcheck.model import MaskNet
-from occluface.maskcheck.train import predict_proba
+from occluface.maskcheck.model import predict_proba
 
 
 def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, positive: str = "masked") -> dict[str, Any]:

@@ -115,3 +115,25 @@ def load_weights(path: str | Path | None = None) -> MaskNet:
 def cached_model(path: str | None = None) -> MaskNet:
     """One loaded model per weight file per process (the CLI, API and tests load it many times)."""
     return load_weights(path)
+
+
+def predict_proba(model: MaskNet, crops: np.ndarray, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+    """Class probabilities (N x classes) for uint8 crops (resized to the model's input size if needed);
+    ``tta`` averages each crop with its mirror image (a mask is symmetric; steadier on odd poses)."""
+    model.eval()
+    crops = np.asarray(crops)
+    if len(crops) and crops.shape[1:3] != (model.input_size, model.input_size):
+        import cv2
+
+        s = model.input_size
+        crops = np.stack([cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA) for c in crops])
+    out = []
+    for i in range(0, len(crops), batch_size):
+        x = to_tensor(crops[i : i + batch_size])
+        with torch.no_grad():
+            p = torch.softmax(model(x), 1)
+        if tta:
+            with torch.no_grad():
+                p = (p + torch.softmax(model(x.flip(3)), 1)) / 2
+        out.append(p.numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.classes), np.float32)

@@ -50,7 +50,7 @@ def face_crops(image: np.ndarray, faces: list[Any], size: int) -> np.ndarray:
 def predict_mask_state(image: Any, faces: list[Any], *, weights: str | Path | MaskNet | None = None) -> list[dict]:
     """For each face: ``{"label", "prob" (of that label), "probs": {class: p}}``, in the order given."""
     from occluface.data.images import load_rgb
-    from occluface.maskcheck.train import predict_proba
+    from occluface.maskcheck.model import predict_proba
 
     image = load_rgb(image) if not isinstance(image, np.ndarray) else image
     model = _model(weights)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from occluface.errors import DatasetError, OccluFaceError
 from occluface.maskcheck.data import select
-from occluface.maskcheck.model import MaskNet, save_weights, to_tensor
+from occluface.maskcheck.model import MaskNet, predict_proba, save_weights, to_tensor  # noqa: F401 (predict_proba re-exported)
 
 
 @dataclass
@@ -100,25 +100,6 @@ AUGMENTATIONS = {"basic": augment, "strong": augment_strong}
 
 
 @torch.no_grad()
-def predict_proba(model: MaskNet, crops: np.ndarray, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-    """Class probabilities (N x classes) for uint8 crops (resized to the model's input size if needed);
-    ``tta`` averages each crop with its mirror image (a mask is symmetric; steadier on odd poses)."""
-    model.eval()
-    if len(crops) and crops.shape[1:3] != (model.input_size, model.input_size):
-        import cv2
-
-        s = model.input_size
-        crops = np.stack([cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA) for c in crops])
-    out = []
-    for i in range(0, len(crops), batch_size):
-        x = to_tensor(crops[i : i + batch_size])
-        p = torch.softmax(model(x), 1)
-        if tta:
-            p = (p + torch.softmax(model(x.flip(3)), 1)) / 2
-        out.append(p.numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.classes), np.float32)
-
-
 def _lr_at(cfg: MaskTrainConfig, step: int, steps_per_epoch: int) -> float:
     total = cfg.epochs * steps_per_epoch
     warm = int(cfg.warmup_epochs * steps_per_epoch)

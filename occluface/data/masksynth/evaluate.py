@@ -134,7 +134,7 @@ def mask_probability(images: np.ndarray, lm5: np.ndarray, weights: str | Path | 
     """The shipped mask classifier's P(masked) (P(correctly masked) for a 3-class model) per crop."""
     from occluface.faces.align import align_face
     from occluface.maskcheck.model import cached_model
-    from occluface.maskcheck.train import predict_proba
+    from occluface.maskcheck.model import predict_proba
 
     model = cached_model(str(weights) if weights else None)
     crops = np.stack([align_face(im, l, model.input_size) for im, l in zip(images, lm5)])
