@@ -275,6 +275,57 @@ def bench_accuracy_command(
     _show_report(paths["md"], *paths.values())
 
 
+@bench_app.command("openset")
+def bench_openset_command(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder with lfw_dev/, yaleb/ and lfw_single/ (distractors)."),
+    matchers: str = typer.Option("dlib_resnet,routed,sface,sface-erase", "--matchers", help="Comma-separated matchers, each run as the product runs it."),
+    split: str = typer.Option("heldout", "--split", help="heldout (the test: held-out people, held-out mask styles) or tuning (people and styles that thresholds may be chosen on)."),
+    styles: str = typer.Option("", "--styles", help="Comma-separated mask styles of that split (default: all of them)."),
+    lfw_people: int = typer.Option(300, "--lfw-people", min=0, help="LFW people (held-out: the first N of the 300 held-out ones)."),
+    yaleb_people: int = typer.Option(10, "--yaleb-people", min=0, help="Yale B people (held-out: at most 10)."),
+    probes_per_person: int = typer.Option(8, "--probes-per-person", min=1, help="Probe photos per person (Yale B: seeded sample)."),
+    gallery_sizes: str = typer.Option("100,1000,5000", "--gallery-sizes", help="Open-set gallery sizes (enrolled people + distractors)."),
+    same_mask_people: int = typer.Option(100, "--same-mask-people", min=0, help="People in the same-mask impostor check."),
+    erase_rows: str = typer.Option("", "--erase-rows", help="Tuning only: chip rows to try erasing from (e.g. 56,64,72)."),
+    erase_from: int | None = typer.Option(None, "--calibrate-erase-from", help="Tuning only: calibrate sface-erase's masked path for this erase row (one of --erase-rows)."),
+    write_thresholds: Path | None = typer.Option(None, "--write-thresholds", help="Tuning only: write the SFace matchers' calibrated thresholds (named wrong <= 0.1 % of probes) into this folder."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
+    out: Path = typer.Option(Path("reports/openset"), "--out"),
+    cache: Path | None = typer.Option(None, "--cache", help="Keep every photo's vectors here: a re-run only re-scores."),
+) -> None:
+    """Matchers side by side, open set: rank-1, named-right and NAMED-WRONG rates at 100/1,000/5,000-person
+    galleries, per mask style, and the same-mask impostor check."""
+    import json
+
+    from occluface.eval.openset import calibrate, run_openset, write_report
+    from occluface.matching.thresholds import Thresholds, save_thresholds
+
+    def ints(text: str) -> list[int]:
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            fail(f"expected comma-separated whole numbers, got {text!r}")
+
+    try:
+        result = run_openset(
+            data, matchers=[m.strip() for m in matchers.split(",") if m.strip()], split=split,
+            styles=[x.strip() for x in styles.split(",") if x.strip()] or None, lfw_people=lfw_people,
+            yaleb_people=yaleb_people, probes_per_person=probes_per_person, gallery_sizes=ints(gallery_sizes),
+            same_mask_people=same_mask_people, erase_rows=ints(erase_rows), seed=seed, workers=workers, cache=cache,
+            keep_raw=write_thresholds is not None,
+        )
+        if write_thresholds is not None:
+            for model_id, th in calibrate(result, erase_from=erase_from).items():
+                path = save_thresholds(Thresholds.from_dict(th), Path(write_thresholds) / f"{model_id}.json")
+                console.print(f"{model_id}: threshold {th['identify']:.4f} -> {path}")
+            result.pop("_raw", None)
+        paths = write_report(result, out)
+    except OccluFaceError as exc:
+        fail(str(exc))
+    _show_report(paths["md"], *paths.values())
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint written by `occluface train` (e.g. runs/train/best.pt)."),
@@ -929,7 +980,8 @@ def demo_command(
 
     with console.status("enrolling the bundled roster and identifying its probes..."):
         res = run_recognition_demo(out)
-    label = {"routed": "routed matcher", "dlib_resnet": "dlib baseline"}.get(res.get("model", ""), res.get("model", ""))
+    label = {"routed": "routed matcher", "dlib_resnet": "dlib baseline", "sface": "SFace matcher",
+             "sface-erase": "SFace matcher, masked faces erased below the eyes"}.get(res.get("model", ""), res.get("model", ""))
     table = Table(title=f"Identification of held-out photos ({label}, threshold {res['threshold']:.3f})")
     for col in ("person", "clean probe", "sim", "surgical mask", "sim"):
         table.add_column(col)
@@ -946,7 +998,8 @@ def demo_command(
     console.print(table)
     console.print(
         f"correctly named (above the threshold): clean {res['correct']['clean']}/{res['probes']}, "
-        f"masked {res['correct']['masked']}/{res['masked_probes']}"
+        f"masked {res['correct']['masked']}/{res['masked_probes']}; named as someone else: clean "
+        f"{res['wrong']['clean']}, masked {res['wrong']['masked']}"
     )
     roll = res["rollcall"]
     console.print(

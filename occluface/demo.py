@@ -79,6 +79,10 @@ def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: i
     correct = {
         cond: sum(1 for r in rows if r[cond] and r[cond]["name"] == r["person"]) for cond in ("clean", "masked")
     }
+    wrong = {  # named as somebody else: the failure that lets a stranger through a gate
+        cond: sum(1 for r in rows if r[cond] and r[cond]["name"] not in (r["person"], "unknown", "no face"))
+        for cond in ("clean", "masked")
+    }
     return {
         "gallery": str(gallery_path),
         "model": rec.model_id,
@@ -86,6 +90,7 @@ def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: i
         "threshold_source": rec.thresholds.source,
         "rows": rows,
         "correct": correct,
+        "wrong": wrong,
         "probes": len(rows),
         "masked_probes": sum(1 for m in masked_images if m is not None),
         "rollcall": roll,
