@@ -23,7 +23,7 @@ DATA = Path(__file__).parents[1] / "data"
 OBAMA = DATA / "samples" / "fr_obama.jpg"
 TWO = DATA / "samples" / "fr_two_people_obama_biden.jpg"
 TIGHT = DATA / "yaleb" / "yaleB02" / "yaleB02_P00A+000E+00.png"  # 168x192 crop: found only with a border
-DETECTORS = ["hog", "cnn", "centerface", "mtcnn", "auto"]
+DETECTORS = ["hog", "cnn", "centerface", "mtcnn", "auto", "yunet", "fast"]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,11 @@ def _sane(face: Face, shape: tuple[int, ...]) -> None:
     assert (lm[:, 1] > y1 - margin).all() and (lm[:, 1] < y2 + margin).all()
 
 
-def test_registry_lists_every_detector_with_auto_first():
+def test_registry_lists_every_detector_with_the_default_first():
+    from occluface.faces.detect import DEFAULT_DETECTOR
+
     names = list(list_detectors())
-    assert names[0] == "auto"
+    assert names[0] == DEFAULT_DETECTOR == "auto"
     assert set(DETECTORS) <= set(names)
     assert create_detector("CenterFace") is create_detector("centerface")  # loaded once, shared
 
