@@ -291,6 +291,7 @@ def bench_openset_command(
     write_thresholds: Path | None = typer.Option(None, "--write-thresholds", help="Tuning only: write the SFace matchers' calibrated thresholds (named wrong <= 0.1 % of probes) into this folder."),
     seed: int = typer.Option(0, "--seed", min=0),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
+    detector: str = typer.Option("auto", "--detector", help="Face detector (the service's default: auto)."),
     out: Path = typer.Option(Path("reports/openset"), "--out"),
     cache: Path | None = typer.Option(None, "--cache", help="Keep every photo's vectors here: a re-run only re-scores."),
 ) -> None:
@@ -313,7 +314,7 @@ def bench_openset_command(
             styles=[x.strip() for x in styles.split(",") if x.strip()] or None, lfw_people=lfw_people,
             yaleb_people=yaleb_people, probes_per_person=probes_per_person, gallery_sizes=ints(gallery_sizes),
             same_mask_people=same_mask_people, erase_rows=ints(erase_rows), seed=seed, workers=workers, cache=cache,
-            keep_raw=write_thresholds is not None,
+            keep_raw=write_thresholds is not None, detector=detector,
         )
         if write_thresholds is not None:
             for model_id, th in calibrate(result, erase_from=erase_from).items():
@@ -544,8 +545,14 @@ def bench_search_command(
 # ----------------------------------------------------------------------------- recognition (gallery)
 GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery file (default: under the user's data directory).",
                           envvar="OCCLUFACE_GALLERY")
-ModelOpt = typer.Option("routed", "--model", "-m", help="Embedding model: routed (default: dlib for bare faces, occluface_resnet for masked ones), a registry name such as dlib_resnet, or a checkpoint .pt. A gallery keeps each model's enrolments apart.")
-DetectorOpt = typer.Option("auto", "--detector", help="Face detector (see `occluface bench detect`).")
+def _default_model() -> str:
+    from occluface.recognize import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+ModelOpt = typer.Option(_default_model(), "--model", "-m", help="Matcher or embedding model: sface / sface-erase (SFace matchers), routed (dlib for bare faces, occluface_resnet for masked ones), a registry name such as dlib_resnet, or a checkpoint .pt. A gallery keeps each model's enrolments apart.")
+DetectorOpt = typer.Option("auto", "--detector", help="Face detector (see `occluface bench detect`): auto (default), fast (YuNet first: 4x quicker, worse landmarks on masked faces), centerface, yunet, ...")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -808,6 +815,11 @@ def calibrate_command(
 
     if model == "routed":
         fail("the routed matcher has two thresholds, one per path: use `occluface calibrate-routed`")
+    from occluface.matching import is_matcher
+
+    if is_matcher(model):
+        fail(f"the {model} matcher is calibrated with masked impostors for the gate operating point: use "
+             "`occluface bench openset --split tuning --write-thresholds DIR` (docs/results/openset-tuning/CHOICE.md)")
     exclude: set[str] = set()
     if exclude_heldout:
         if model != "occluface_resnet":

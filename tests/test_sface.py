@@ -190,3 +190,54 @@ def test_the_product_path_imports_no_benchmark_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LAB []" in out.stdout, out.stdout
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """lfw_dev/ = the bundled 10 LFW people, yaleb/ = 3 bundled Yale B people, lfw_single/ = 6 one-photo people."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(DATA / "lfw", root / "lfw_dev")
+    (root / "yaleb").mkdir()
+    for p in sorted((DATA / "yaleb").iterdir())[:3]:
+        shutil.copytree(p, root / "yaleb" / p.name)
+    for i, p in enumerate(sorted((DATA / "mask_cls" / "without_mask").iterdir())[:6]):
+        (root / "lfw_single" / f"single{i}").mkdir(parents=True)
+        shutil.copy(p, root / "lfw_single" / f"single{i}" / p.name)
+    return root
+
+
+def test_openset_bench_reports_named_wrong_per_style_gallery_size_and_same_mask(small_data, tmp_path):
+    from occluface.eval.openset import calibrate, run_openset, write_report
+
+    res = run_openset(small_data, matchers=["sface", "sface-erase"], styles=["plain-black", "cloth-black"],
+                      probes_per_person=1, yaleb_people=3, gallery_sizes=(3, 8), same_mask_people=10, workers=1,
+                      progress=False, cache=tmp_path / "cache")
+    lfw = res["datasets"]["lfw"]
+    assert lfw["n_people"] == 10 and res["n_distractors"]["sface"] >= 3
+    for m in ("sface", "sface-erase"):
+        rows = lfw["matchers"][m]["conditions"]
+        assert set(rows) == {"clean", "plain-black", "cloth-black"}
+        assert rows["clean"]["rank1"] >= 0.8
+        small, big = rows["clean"]["open3"], rows["clean"]["open8"]
+        assert small["gallery"] == 3 and small["distractors"] == 0 and small["strangers"] == 7
+        assert big["gallery"] == 8 and big["enrolled_people"] == 5 and big["distractors"] == 3
+        for o in (small, big):
+            assert 0.0 <= o["named_wrong"] <= 1.0 and o["named_wrong_count"] == round(o["named_wrong"] * o["n_probes"])
+        sm = lfw["matchers"][m]["same_mask"]
+        assert sm["pairs_same"] >= 5 and sm["pairs_different"] >= 5
+    # sface-erase compares no mask pixels: an identical mask on two people cannot raise their score
+    sm = lfw["matchers"]["sface-erase"]["same_mask"]
+    assert sm["mean_same_mask"] <= sm["mean_different_mask"] + 0.02
+    paths = write_report(res, tmp_path / "report")
+    text = paths["md"].read_text()
+    assert "named right / **wrong**" in text and "same-mask FAR" in text
+    again = run_openset(small_data, matchers=["sface", "sface-erase"], styles=["plain-black", "cloth-black"],
+                        probes_per_person=1, yaleb_people=3, gallery_sizes=(3, 8), same_mask_people=10, workers=1,
+                        progress=False, cache=tmp_path / "cache")  # from the cache: the same figures
+    assert again["datasets"] == res["datasets"]
+    with pytest.raises(OccluFaceError, match="tuning-split"):
+        calibrate(res)
+    with pytest.raises(OccluFaceError, match="not a tuning style"):
+        run_openset(small_data, split="tuning", styles=["plain-black"], progress=False)

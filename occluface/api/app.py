@@ -29,7 +29,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 class ApiSettings:
     gallery: Path | None = None
     model: str = DEFAULT_MODEL
-    detector: str = "auto"
+    detector: str | None = None  # the service's default (occluface.faces.detect.DEFAULT_DETECTOR)
     keys: KeyStore = field(default_factory=KeyStore)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_files: int = 20

@@ -119,12 +119,12 @@ def _build(names: Sequence[str], erase_rows: Sequence[int]):
     return out
 
 
-def _init_worker(names, erase_rows, threads):
+def _init_worker(names, erase_rows, threads, detector="auto"):
     from occluface.faces.detect import create_detector, limit_threads
 
     limit_threads(threads)
     _WORKER["matchers"] = _build(names, erase_rows)
-    _WORKER["detector"] = create_detector("auto")
+    _WORKER["detector"] = create_detector(detector)
 
 
 def _closest(faces, box):
@@ -231,7 +231,7 @@ def _distractors(root: Path, n: int, exclude: set[str], seed: int) -> list[tuple
 
 
 # ----------------------------------------------------------------------------- running
-def _run_jobs(jobs, names, erase_rows, workers, threads, bar_label, progress, cache_file: Path | None):
+def _run_jobs(jobs, names, erase_rows, workers, threads, bar_label, progress, cache_file: Path | None, detector="auto"):
     if cache_file is not None and cache_file.is_file():
         with open(cache_file, "rb") as fh:
             import pickle
@@ -247,12 +247,12 @@ def _run_jobs(jobs, names, erase_rows, workers, threads, bar_label, progress, ca
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(names, erase_rows, threads)) as pool:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(names, erase_rows, threads, detector)) as pool:
                 for r in pool.imap_unordered(_job, jobs, chunksize=4):
                     results[r["key"]] = r
                     bar.advance(task)
         else:
-            _init_worker(names, erase_rows, threads)
+            _init_worker(names, erase_rows, threads, detector)
             for j in jobs:
                 r = _job(j)
                 results[r["key"]] = r
@@ -293,6 +293,7 @@ def run_openset(
     cache: str | Path | None = None,
     progress: bool = True,
     keep_raw: bool = False,
+    detector: str | None = None,
 ) -> dict[str, Any]:
     from occluface.data.occlusion.styles import HELDOUT_STYLES, TUNING_STYLES, check_styles
 
@@ -307,19 +308,28 @@ def run_openset(
     _build_check = [m for m in matchers if m not in MATCHERS]
     if _build_check:
         raise OccluFaceError(f"unknown matcher(s) {', '.join(_build_check)}; choose from {', '.join(MATCHERS)}")
+    from occluface.faces.detect import DEFAULT_DETECTOR
+
+    detector = detector or DEFAULT_DETECTOR
     started = time.perf_counter()
     sets = _people(root, split, seed, lfw_people, yaleb_people, probes_per_person)
     result: dict[str, Any] = {"benchmark": "openset", "data": str(root), "split": split, "styles": styles,
                               "matchers": matchers, "seed": seed, "gallery_sizes": list(gallery_sizes),
-                              "probes_per_person": probes_per_person, "datasets": {}}
+                              "probes_per_person": probes_per_person, "detector": detector,
+                              "erase_rows": [int(r) for r in erase_rows], "datasets": {}}
     conditions = ["clean", *styles]
     held_lfw = next((h for ds, _, _, h in sets if ds == "lfw"), set())
     n_distr = max(gallery_sizes) if split == "heldout" else 0
     distr = _distractors(root, n_distr, held_lfw | {n for ds, names, _, _ in sets if ds == "lfw" for n in names}, seed)
-    common = dict(names=matchers, erase_rows=tuple(erase_rows), workers=workers, threads=threads, progress=progress)
+    common = dict(names=matchers, erase_rows=tuple(erase_rows), workers=workers, threads=threads, progress=progress,
+                  detector=detector)
+    from occluface.matching.thresholds import load_thresholds
+
+    versions = [detector] + [load_thresholds(m).to_dict() for m in matchers] + (
+        [load_thresholds("sface-erase_masked").to_dict(), load_thresholds("routed_masked").to_dict()])
     d_jobs = [{"key": f"d{i}", "path": str(p), "role": "gallery", "conditions": [("clean", 0)]} for i, (_, p) in enumerate(distr)]
     d_res = _run_jobs(d_jobs, bar_label=f"{len(d_jobs)} distractors",
-                      cache_file=_cache(cache, "distractors", [matchers, [str(p) for _, p in distr]]), **common)
+                      cache_file=_cache(cache, "distractors", [matchers, [str(p) for _, p in distr], versions]), **common)
     distractor_vecs = {m: np.stack([d_res[j["key"]]["rows"]["clean"][m] for j in d_jobs
                                     if d_res[j["key"]]["ok"] and m in d_res[j["key"]]["rows"]["clean"]])
                        if d_jobs else np.zeros((0, 1), np.float32) for m in matchers}
@@ -343,7 +353,7 @@ def run_openset(
                          "conditions": conds})
         res = _run_jobs(jobs, bar_label=f"{ds}: {len(names)} {split} people",
                         cache_file=_cache(cache, ds, [matchers, list(erase_rows), conditions, items, sm_styles,
-                                                      same_mask_people]), **common)
+                                                      same_mask_people, versions]), **common)
         result["datasets"][ds] = _score(ds, names, items, jobs, res, matchers, conditions, distractor_vecs,
                                         gallery_sizes, rng, sm_styles, erase_rows)
         raw[ds] = (jobs, res)
@@ -561,6 +571,13 @@ def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | No
     rather than from the ``sface-erase`` matcher as it ran, so a chosen row is calibrated without a re-run."""
     if result.get("split") != "tuning" or "_raw" not in result:
         raise OccluFaceError("calibration needs a tuning-split run kept with keep_raw=True (never the held-out one)")
+    if "sface-erase" in result["matchers"]:
+        from occluface.matching.sface import ERASE_FROM
+
+        erase_from = ERASE_FROM if erase_from is None else int(erase_from)
+        if "sface" not in result["matchers"] or erase_from not in result.get("erase_rows", []):
+            raise OccluFaceError(f"calibrating sface-erase needs sface in the run with --erase-rows including {erase_from} "
+                                 "(its paths are scored from plain SFace vectors, whatever offset is shipped now)")
     out: dict[str, dict[str, Any]] = {}
     conds = ["clean", *result["styles"]]
     for m in [m for m in result["matchers"] if m in ("sface", "sface-erase")]:
@@ -623,7 +640,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
              f"styles: {', '.join(result['styles'])}",
              "- each matcher is the product's own object at its shipped threshold; a probe whose face the detector "
              "loses after the mask is drawn counts as not named",
-             f"- open set: half the people enrolled, half strangers; distractors {result.get('n_distractors')}",
+             f"- detector `{result.get('detector', 'auto')}`; open set: half the people enrolled, half strangers; distractors {result.get('n_distractors')}",
              f"- {result['seconds']} s", ""]
     for ds, d in result["datasets"].items():
         lines += [f"## {ds}: {d['n_people']} people, {d['n_probes']} probes per condition", "",
