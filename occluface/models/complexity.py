@@ -40,6 +40,9 @@ PUBLISHED: dict[str, dict[str, Any]] = {
                    "source": "Gao et al., Fig. 4 / Chang et al. ICCVW 2021"},
     "ressanet100": {"params_M": 66.35, "GMACs": 12.11, "input": 112, "embedding_size": 512, "tolerance": 0.05,
                     "source": "Gao et al., Fig. 4 / Chang et al. ICCVW 2021"},
+    # An ONNX file, not a torch module: nothing to count on the meta device; its output size is fixed.
+    "sface": {"params_M": None, "GMACs": None, "input": 112, "embedding_size": 128, "tolerance": 0.0,
+              "source": "OpenCV Zoo face_recognition_sface (int8)"},
 }
 
 
