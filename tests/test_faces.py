@@ -348,3 +348,17 @@ def test_images_too_small_for_a_face_have_none():
     for shape in ((1, 1, 3), (5, 7, 3), (7, 200, 3)):
         assert create_detector("auto").detect(np.full(shape, 90, np.uint8)) == []
         assert create_detector("centerface").detect(np.full(shape, 90, np.uint8)) == []
+
+
+def test_centerface_opencv_and_onnxruntime_backends_find_the_same_faces(obama, two_people):
+    from occluface.faces.centerface import CenterFaceDetector
+
+    ocv, ort = CenterFaceDetector(), CenterFaceDetector(backend="onnxruntime")
+    for image in (obama, two_people, load_rgb(TIGHT)):
+        a, b = ocv.detect(image), ort.detect(image)
+        assert len(a) == len(b) >= 1
+        for fa, fb in zip(a, b):
+            assert np.abs(fa.box - fb.box).max() < 0.05 and np.abs(fa.landmarks - fb.landmarks).max() < 0.05
+            assert abs(fa.score - fb.score) < 1e-4
+    with pytest.raises(OccluFaceError, match="backend"):
+        CenterFaceDetector(backend="tensorrt")
