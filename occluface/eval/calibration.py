@@ -74,10 +74,7 @@ def thresholds_from_scores(genuine: np.ndarray, impostor: np.ndarray, *, model_i
             f"{impostor.size} impostor pairs cannot measure FAR={target_far:g}; "
             f"use more images or a target FAR of at least {1 / impostor.size:.1e}"
         )
-    imp_sorted = np.sort(impostor)
-    # Smallest threshold t with mean(impostor >= t) <= target: just above the k-th largest impostor score.
-    k = int(np.floor(target_far * impostor.size))
-    t = float(np.nextafter(imp_sorted[impostor.size - k - 1], np.float32(np.inf)))
+    t = threshold_at_far(impostor, target_far)
     return Thresholds(
         model_id=model_id,
         verify=t,
@@ -92,6 +89,13 @@ def thresholds_from_scores(genuine: np.ndarray, impostor: np.ndarray, *, model_i
         data=data,
         source="calibrated",
     )
+
+
+def threshold_at_far(impostor: np.ndarray, target_far: float) -> float:
+    """Smallest threshold t with mean(impostor >= t) <= target: just above the k-th largest impostor score."""
+    imp_sorted = np.sort(np.asarray(impostor, np.float32).ravel())
+    k = int(np.floor(target_far * imp_sorted.size))
+    return float(np.nextafter(imp_sorted[imp_sorted.size - k - 1], np.float32(np.inf)))
 
 
 def calibrate_folder(

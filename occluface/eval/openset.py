@@ -47,10 +47,8 @@ class _Dlib:
 
     def __init__(self):
         from occluface.faces.embed import FaceEmbedder
-        from occluface.matching.thresholds import load_thresholds
 
         self.embedder = FaceEmbedder("dlib_resnet_torch")  # dlib's network exactly (tests/test_dlib_port.py)
-        self.threshold = float(load_thresholds("dlib_resnet").identify)
 
     def enrol(self, image, face):
         return self.embedder.embed_chips([self.embedder.chip(image, face.box)])[0]
@@ -66,7 +64,6 @@ class _Routed:
         from occluface.gallery.routing import RoutedMatcher
 
         self.m = RoutedMatcher()
-        self.threshold = float(self.m.bare_thresholds.identify)
 
     def enrol(self, image, face):
         g = self.m.gallery_vectors(image, [face])[0]
@@ -85,7 +82,6 @@ class _SFace:
 
         self.m = SFaceMatcher(erase=erase)
         self.id = self.m.model_id
-        self.threshold = float(self.m.thresholds.identify)
         self.erase_rows = tuple(erase_rows)
 
     def enrol(self, image, face):
@@ -305,9 +301,9 @@ def run_openset(
     styles = list(styles) if styles else list(HELDOUT_STYLES if split == "heldout" else TUNING_STYLES)
     check_styles(styles, split)
     matchers = list(matchers)
-    _build_check = [m for m in matchers if m not in MATCHERS]
-    if _build_check:
-        raise OccluFaceError(f"unknown matcher(s) {', '.join(_build_check)}; choose from {', '.join(MATCHERS)}")
+    unknown = [m for m in matchers if m not in MATCHERS]
+    if unknown:
+        raise OccluFaceError(f"unknown matcher(s) {', '.join(unknown)}; choose from {', '.join(MATCHERS)}")
     from occluface.faces.detect import DEFAULT_DETECTOR
 
     detector = detector or DEFAULT_DETECTOR
@@ -354,8 +350,8 @@ def run_openset(
         res = _run_jobs(jobs, bar_label=f"{ds}: {len(names)} {split} people",
                         cache_file=_cache(cache, ds, [matchers, list(erase_rows), conditions, items, sm_styles,
                                                       same_mask_people, versions]), **common)
-        result["datasets"][ds] = _score(ds, names, items, jobs, res, matchers, conditions, distractor_vecs,
-                                        gallery_sizes, rng, sm_styles, erase_rows)
+        result["datasets"][ds] = _score(jobs, res, matchers, conditions, distractor_vecs, gallery_sizes, rng,
+                                        sm_styles, erase_rows)
         raw[ds] = (jobs, res)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if keep_raw:
@@ -363,9 +359,7 @@ def run_openset(
     return result
 
 
-def _score(ds, names, items, jobs, res, matchers, conditions, distractors, gallery_sizes, rng, sm_styles, erase_rows):
-    from occluface.matching.thresholds import load_thresholds
-
+def _score(jobs, res, matchers, conditions, distractors, gallery_sizes, rng, sm_styles, erase_rows):
     g_vec, g_name = {m: [] for m in matchers}, []
     gallery_worn: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     probes: dict[str, list] = {c: [] for c in conditions}
@@ -430,18 +424,13 @@ def _score(ds, names, items, jobs, res, matchers, conditions, distractors, galle
 def _threshold(m: str) -> float:
     from occluface.matching.thresholds import load_thresholds
 
-    if m == "routed":
-        return float(load_thresholds("routed").identify)
     return float(load_thresholds(m).identify)
 
 
 def _open_set(S, found, labels, g_name, D, P, size, enrolled_half, threshold) -> dict[str, Any]:
     """Named-correctly / named-wrong shares with a gallery of ``size`` (enrolled people + distractors)."""
     people = sorted(set(g_name))
-    if size <= len(enrolled_half):
-        enrolled = set(sorted(enrolled_half)[:size]) if size < len(enrolled_half) else set(enrolled_half)
-    else:
-        enrolled = set(enrolled_half)
+    enrolled = set(sorted(enrolled_half)[:size])
     n_d = max(0, size - len(enrolled))
     if n_d > len(D):
         return {"gallery": None, "note": f"only {len(D)} distractors"}
@@ -518,13 +507,8 @@ def _erase_tuning(jobs, res, conditions, erase_rows) -> dict[str, Any]:
                 row = res[j["key"]]["rows"].get(c) if res[j["key"]]["ok"] else None
                 if row is None or not row["found"]:
                     continue
-                if row["sface:masked"]:
-                    v, G = row[key], eg
-                else:
-                    v, G = row["sface"], full_g
-                v = v / np.linalg.norm(v)
-                Gn = G / np.linalg.norm(G, axis=1, keepdims=True)
-                hits += int(names[int(np.argmax(Gn @ v))] == j["name"])
+                v, G = (row[key], eg) if row["sface:masked"] else (row["sface"], full_g)  # unit vectors
+                hits += int(names[int(np.argmax(G @ v))] == j["name"])
             per[c] = hits / max(n, 1)
         out[str(r_)] = per
     return out
@@ -555,11 +539,10 @@ def _best_impostor(jobs, res, matcher: str, conditions, gallery_key: str | None 
     return np.concatenate(best), np.concatenate(masked)
 
 
-def _threshold_at(scores: np.ndarray, target: float) -> float:
-    """Smallest threshold with mean(scores >= t) <= target."""
-    s = np.sort(np.asarray(scores, np.float64))
-    k = int(np.floor(target * len(s)))
-    return float(np.nextafter(np.float32(s[len(s) - k - 1]), np.float32(np.inf)))
+def _pooled(result, matcher, conds, key=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_best_impostor` over every dataset of the run, concatenated."""
+    parts = [_best_impostor(jobs, res, matcher, conds, key, key) for jobs, res in result["_raw"].values()]
+    return np.concatenate([b for b, _ in parts]), np.concatenate([k for _, k in parts])
 
 
 def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | None = None) -> dict[str, dict[str, Any]]:
@@ -580,32 +563,18 @@ def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | No
                                  "(its paths are scored from plain SFace vectors, whatever offset is shipped now)")
     out: dict[str, dict[str, Any]] = {}
     conds = ["clean", *result["styles"]]
+    from occluface.eval.calibration import threshold_at_far
+
     for m in [m for m in result["matchers"] if m in ("sface", "sface-erase")]:
-        best, masked = [], []
-        for ds, (jobs, res) in result["_raw"].items():
-            b, k = _best_impostor(jobs, res, m, conds)
-            best.append(b)
-            masked.append(k)
-        best, masked = np.concatenate(best), np.concatenate(masked)
-        if m == "sface-erase" and erase_from is not None:
-            key = f"sface:erase{int(erase_from)}"
-            eb, ek = [], []
-            for ds, (jobs, res) in result["_raw"].items():
-                b, k = _best_impostor(jobs, res, "sface", conds, gallery_key=key, probe_key=key)
-                eb.append(b)
-                ek.append(k)
-            eb, ek = np.concatenate(eb), np.concatenate(ek)
-            # bare path: plain SFace vectors, as the matcher's bare path is; masked path: erased from the row
-            b2, k2 = [], []
-            for ds, (jobs, res) in result["_raw"].items():
-                b, k = _best_impostor(jobs, res, "sface", conds)
-                b2.append(b)
-                k2.append(k)
-            best = np.where(np.concatenate(k2), eb, np.concatenate(b2))
-            masked = np.concatenate(k2)
-        bare_t, masked_t = _threshold_at(best[~masked], target), _threshold_at(best[masked], target)
+        if m == "sface":
+            best, masked = _pooled(result, "sface", conds)
+        else:  # bare path: plain SFace vectors (as the matcher's bare path is); masked path: erased from the row
+            plain, masked = _pooled(result, "sface", conds)
+            erased, _ = _pooled(result, "sface", conds, key=f"sface:erase{erase_from}")
+            best = np.where(masked, erased, plain)
+        bare_t, masked_t = threshold_at_far(best[~masked], target), threshold_at_far(best[masked], target)
         counts = ", ".join(f"{ds} {len({j['name'] for j in v[0]})}" for ds, v in result["_raw"].items())
-        row = f" (erased from row {erase_from})" if m == "sface-erase" and erase_from is not None else ""
+        row = f" (erased from row {erase_from})" if m == "sface-erase" else ""
         where = (f"{result['data']}{row}: {counts} tuning people (none held out), clean + tuning styles "
                  f"{', '.join(result['styles'])}; every probe a stranger to the other people's enrolments")
         common = dict(target_far=target, data=where, source="calibrated")

@@ -32,6 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from occluface.errors import OccluFaceError
+from occluface.matching.vectors import is_masked  # noqa: F401  (re-exported: the service and tests use it here)
+from occluface.matching.vectors import unit_rows as _unit
 
 #: Synthetic masks drawn on an enrolment photo for the masked-path template (chosen on training identities).
 ENROL_MASKS: tuple[str, ...] = ("cloth", "mask")
@@ -58,11 +60,6 @@ def path_thresholds() -> tuple[object, float, bool]:
     return bare, (float(bare.verify - masked.verify) if calibrated else 0.0), calibrated
 
 
-def is_masked(state: dict | None) -> bool:
-    """Whether a mask state (``{"label": ...}``) sends a face down the masked path: any worn mask, correctly or not."""
-    return state is not None and state.get("label") not in ("unmasked", "none")
-
-
 def route_masked(image: np.ndarray, faces: Sequence) -> list[bool]:
     """Whether each face goes down the masked path (the routing classifier calls it masked)."""
     from occluface.maskcheck.predict import predict_mask_state
@@ -70,14 +67,6 @@ def route_masked(image: np.ndarray, faces: Sequence) -> list[bool]:
     if not faces:
         return []
     return [is_masked(s) for s in predict_mask_state(image, list(faces), weights=ROUTING_CLASSIFIER)]
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norm)) or np.any(norm == 0):
-        raise OccluFaceError("an embedding is zero or not finite; cannot normalise it")
-    return x / norm
 
 
 def masked_template(embeddings: Sequence[np.ndarray]) -> np.ndarray:

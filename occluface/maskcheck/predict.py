@@ -50,11 +50,19 @@ def face_crops(image: np.ndarray, faces: list[Any], size: int) -> np.ndarray:
 def predict_mask_state(image: Any, faces: list[Any], *, weights: str | Path | MaskNet | None = None) -> list[dict]:
     """For each face: ``{"label", "prob" (of that label), "probs": {class: p}}``, in the order given."""
     from occluface.data.images import load_rgb
-    from occluface.maskcheck.model import predict_proba
 
     image = load_rgb(image) if not isinstance(image, np.ndarray) else image
     model = _model(weights)
-    proba = predict_proba(model, face_crops(image, list(faces), model.input_size))
+    return states_from_crops(model, face_crops(image, list(faces), model.input_size))
+
+
+def states_from_crops(model: MaskNet, crops: np.ndarray) -> list[dict]:
+    """``{"label", "prob", "probs"}`` per aligned crop, in order."""
+    from occluface.maskcheck.model import predict_proba
+
+    if len(crops) == 0:
+        return []
+    proba = predict_proba(model, np.asarray(crops))
     out = []
     for p in proba:
         k = int(p.argmax())

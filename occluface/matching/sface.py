@@ -25,6 +25,8 @@ import numpy as np
 
 from occluface.errors import OccluFaceError
 from occluface.matching.thresholds import Thresholds, load_thresholds
+from occluface.matching.vectors import is_masked  # noqa: F401  (callers ask this module)
+from occluface.matching.vectors import unit_rows as _unit
 
 #: First row (of 112) of the aligned chip that ``sface-erase`` paints over on masked faces, between the eyes
 #: (template row 51.6) and the nose tip (71.7). Chosen on tuning people and tuning styles only
@@ -55,30 +57,11 @@ def erase_lower(chips_: np.ndarray, start: int = ERASE_FROM) -> np.ndarray:
     return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.atleast_2d(np.asarray(x, np.float32))
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    if not np.all(np.isfinite(n)) or np.any(n == 0):
-        raise OccluFaceError("an embedding is zero or not finite; cannot normalise it")
-    return x / n
-
-
 def mask_states_from_chips(model, chips_: np.ndarray) -> list[dict]:
     """``{"label", "prob"}`` per chip from a loaded mask classifier (its input is this alignment)."""
-    from occluface.maskcheck.model import predict_proba
+    from occluface.maskcheck.predict import states_from_crops
 
-    if len(chips_) == 0:
-        return []
-    proba = predict_proba(model, np.asarray(chips_))
-    out = []
-    for p in proba:
-        k = int(p.argmax())
-        out.append({"label": model.class_names[k], "prob": round(float(p[k]), 4)})
-    return out
-
-
-def is_masked(state: dict | None) -> bool:
-    return state is not None and state.get("label") not in ("unmasked", "none")
+    return [{"label": s["label"], "prob": round(s["prob"], 4)} for s in states_from_crops(model, chips_)]
 
 
 class SFaceMatcher:
