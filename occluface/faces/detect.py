@@ -322,6 +322,13 @@ def _auto() -> Detector:
     return CombinedDetector("auto", [create_detector(m) for m in members])
 
 
+@register("auto-224", "`auto` with CenterFace's first look at 224 px on photos of at most 400 px (a third of its time "
+          "on a 250 px photo); the rest of the chain unchanged")
+def _auto_224() -> Detector:
+    members = ["centerface-224", "centerface-low", "mtcnn", "cnn", "centerface-dark"]
+    return CombinedDetector("auto-224", [create_detector(m) for m in members])
+
+
 @register("fast", "YuNet first (about 5x faster than CenterFace here); on images where it finds nothing, the whole "
           "`auto` chain (its masked-face landmarks align SFace chips worse)")
 def _fast() -> Detector:
