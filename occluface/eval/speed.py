@@ -165,14 +165,23 @@ def _label(backend: str) -> str:
     return f"checkpoint:{_short(backend[11:])}" if backend.startswith("checkpoint:") else backend
 
 
+def _pipeline(backend: str) -> tuple[str, str]:
+    """``pipeline:MATCHER`` or ``pipeline:MATCHER@DETECTOR`` -> (matcher, detector; the service's default if not named)."""
+    from occluface.faces.detect import DEFAULT_DETECTOR
+
+    matcher, _, detector = backend[len("pipeline:"):].partition("@")
+    return matcher, detector or DEFAULT_DETECTOR
+
+
 def _known(backend: str) -> bool:
     return backend in DESCRIPTIONS or backend.startswith(("model:", "checkpoint:", "pipeline:"))
 
 
 def _describe(backend: str) -> str:
     if backend.startswith("pipeline:"):
-        return (f"whole pipeline, Recognizer(model={backend[9:]}).identify on decoded 250x250 one-face photos: detect, "
-                "align, mask state, embed, search, threshold (bundled 12-person gallery)")
+        matcher, detector = _pipeline(backend)
+        return (f"whole pipeline, Recognizer(model={matcher}, detector={detector}).identify on decoded 250x250 one-face "
+                "photos: detect, align, mask state, embed, search, threshold (bundled 12-person gallery)")
     if backend.startswith("model:"):
         return f"registry model {backend[6:]} (untrained weights; speed only), channels-last + inference_mode"
     if backend.startswith("checkpoint:"):
@@ -231,7 +240,8 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         cv2.setNumThreads(int(spec["threads"]))
         lfw = sorted((DATA_DIR / "lfw").glob("*/*.jpg"))
         tmpdir = tempfile.mkdtemp(prefix="occluface-pipeline-")
-        rec = Recognizer(open_gallery(Path(tmpdir) / "g.sqlite3"), model=backend[9:])
+        matcher, detector = _pipeline(backend)
+        rec = Recognizer(open_gallery(Path(tmpdir) / "g.sqlite3"), model=matcher, detector=detector)
         people: dict[str, list[Path]] = {}
         for f in lfw:
             people.setdefault(f.parent.name, []).append(f)
