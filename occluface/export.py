@@ -44,7 +44,7 @@ class ExportResult:
 def load_backbone(model: str = "dlib_resnet_torch", checkpoint: str | Path | None = None) -> nn.Module:
     """A backbone in eval mode: a registry model by name, or the backbone of a training checkpoint."""
     if checkpoint is not None:
-        from occluface.train.checkpoint import load_model
+        from occluface.models.checkpoint import load_model
 
         return load_model(checkpoint).backbone.eval()
     from occluface.models import create

@@ -76,7 +76,7 @@ def test_every_json_route_has_a_response_model_and_json_errors(spec):
 
 
 def test_models_carry_recognizer_payloads_unchanged():
-    from occluface.recognize import Match, Verification
+    from occluface.recognition.service import Match, Verification
     from occluface.rollcall.assign import FaceResult, RollCallResult
 
     match = Match(box=[1.04, 2.0, 30.26, 40.0], detection_score=0.98765, name=None, similarity=0.41234,

@@ -15,14 +15,9 @@ from typer.testing import CliRunner
 from occluface.cli import app
 from occluface.data.images import load_rgb
 from occluface.errors import OccluFaceError
-from occluface.eval.baseline import (
-    PLAIN_GREY,
-    apply_plain_mask,
-    plain_mask_polygon,
-    light_subset,
-    run_baseline,
-    split_identity,
-)
+from occluface.bench.baseline import run_baseline
+from occluface.data.identities import light_subset, split_identity
+from occluface.data.occlusion.plain import PLAIN_GREY, apply_plain_mask, plain_mask_polygon
 from occluface.faces.chips import dlib_chip, dlib_chips, full_image_box
 from occluface.faces.embed import FaceEmbedder
 from occluface.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_EYE, landmarks68

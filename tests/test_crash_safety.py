@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from occluface.gallery.store import open_gallery
-from occluface.train.checkpoint import load_checkpoint
+from occluface.models.checkpoint import load_checkpoint
 from occluface.train.trainer import train
 
 TESTS = Path(__file__).resolve().parent

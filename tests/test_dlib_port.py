@@ -80,7 +80,7 @@ def test_parsed_model_file_has_dlibs_settings():
 @pytest.fixture(scope="module")
 def chips() -> np.ndarray:
     """A dozen real faces: 4 each from the bundled samples (group photos too), LFW and Yale B (grey, harsh light)."""
-    from occluface.eval.speed import bundled_chips
+    from occluface.bench.speed import bundled_chips
 
     return bundled_chips(DATA, limit=12, per_source=4)
 
@@ -208,7 +208,7 @@ def test_bench_speed_cli_writes_report(tmp_path):
 
 
 def test_speed_report_states_speedup_against_dlib(tmp_path):
-    from occluface.eval.speed import SpeedResult, SpeedRow, write_report
+    from occluface.bench.speed import SpeedResult, SpeedRow, write_report
 
     rows = [
         SpeedRow("dlib-single", "dlib", faces_per_s=10.0, peak_rss_mib=100.0),

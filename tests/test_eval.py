@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from occluface.eval.curves import LogError, plot_training_curves, read_log
-from occluface.eval.metrics import (
+from occluface.bench.curves import LogError, plot_training_curves, read_log
+from occluface.bench.metrics import (
     MetricsError,
     closed_set_metrics,
     gallery_probe_split,
@@ -22,7 +22,7 @@ from occluface.eval.metrics import (
     rank1_identification,
     verification_metrics,
 )
-from occluface.eval.plots import plot_confusion_matrix, plot_roc
+from occluface.bench.plots import plot_confusion_matrix, plot_roc
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -245,7 +245,7 @@ def test_confusion_and_roc_pngs(tmp_path):
 
 
 def test_compare_runs_table(tmp_path):
-    from occluface.eval.report import compare_runs
+    from occluface.bench.report import compare_runs
 
     _write_log(tmp_path / "r1" / "log.jsonl", 0.8)
     _write_log(tmp_path / "r2" / "log.jsonl", 0.9)
@@ -274,7 +274,7 @@ def tiny_run(tmp_path_factory):
     from torch import nn
 
     from occluface.models import registry
-    from occluface.train.config import TrainConfig
+    from occluface.models.config import TrainConfig
     from occluface.train.trainer import train
 
     name = "evaltest_tiny"
@@ -305,7 +305,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_evaluate_checkpoint_writes_report(tiny_run, tmp_path):
-    from occluface.eval.report import evaluate_checkpoint
+    from occluface.bench.report import evaluate_checkpoint
 
     data, run = tiny_run
     m = evaluate_checkpoint(run / "last.pt", data, tmp_path / "rep", progress=False)
@@ -331,7 +331,7 @@ def test_evaluate_checkpoint_writes_report(tiny_run, tmp_path):
 
 def test_evaluate_all_split_and_wrong_data_folder(tiny_run, tmp_path):
     from occluface.errors import DatasetError
-    from occluface.eval.report import evaluate_checkpoint
+    from occluface.bench.report import evaluate_checkpoint
 
     data, run = tiny_run
     m = evaluate_checkpoint(run / "last.pt", data, tmp_path / "all", split="all", progress=False,

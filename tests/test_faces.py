@@ -274,7 +274,7 @@ def test_align_cli_bad_input(tiny_yale: Path, tmp_path: Path, args, message):
 
 
 def test_plain_mask_covers_nose_and_mouth():
-    from occluface.eval.detection import plain_mask
+    from occluface.bench.detection import plain_mask
     from occluface.faces.landmarks import landmarks68
 
     image = load_rgb(TIGHT)

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from occluface.cli import app
+from occluface.data.identities import heldout_identities
 from occluface.errors import CheckpointError, OccluFaceError
 from occluface.train.distill import (
     DistillConfig,
@@ -19,7 +20,6 @@ from occluface.train.distill import (
     distill_loss,
     embed,
     export_delta,
-    heldout_identities,
     prepare,
     train_distill,
 )
@@ -186,7 +186,7 @@ def test_bench_accuracy_runs_end_to_end_on_the_bundled_sample(tmp_path):
 
 
 def test_speed_bench_knows_the_fine_tuned_model():
-    from occluface.eval.speed import _describe, _known, default_backends
+    from occluface.bench.speed import _describe, _known, default_backends
 
     assert "finetuned-fast" in default_backends(cuda=False) and _known("finetuned-fast")
     assert "finetuned-cuda" in default_backends(cuda=True)
@@ -217,9 +217,9 @@ def test_finetune_cli_runs_end_to_end_and_exports_the_delta(tmp_path):
 
 
 def test_bench_accuracy_training_identities_are_a_labelled_ceiling_check(tmp_path):
-    from occluface.eval.accuracy import _datasets
-    from occluface.train.distill import heldout_identities
-    from occluface.eval.baseline import list_identities
+    from occluface.bench.accuracy import _datasets
+    from occluface.data.identities import heldout_identities
+    from occluface.data.identities import list_identities
 
     held = {name for _, _, items in _datasets(DATA, 3, 3, 2, 0, None) for name, _, _ in items}
     train = _datasets(DATA, 3, 3, 2, 0, None, identities="training")
@@ -290,7 +290,7 @@ def test_arcface_term_starts_at_the_teacher_centroids_trains_and_resumes(cache, 
 
 
 def test_bench_metrics_give_far_and_frr_at_a_threshold():
-    from occluface.eval.accuracy import _metrics
+    from occluface.bench.accuracy import _metrics
 
     gallery = np.eye(3, dtype=np.float32)
     probes = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0.8, 0, 0.6]], np.float32)

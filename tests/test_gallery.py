@@ -26,7 +26,7 @@ from occluface.gallery import (
     search_gallery,
     search_gallery_batch,
 )
-from occluface.gallery.bench import synthetic_gallery
+from occluface.bench.search import synthetic_gallery
 
 DIM = 16
 
@@ -326,11 +326,11 @@ def test_search_gallery_with_faiss_index_follows_writes(gallery, monkeypatch):
             gallery.enroll(f"p{i:03d}", rows[i * 4 : i * 4 + 4], model_id="m", model_version="1")
     hits = search_gallery_batch(gallery, "m", queries, k=2)
     assert [h[0][0] for h in hits] == [f"p{s // 4:03d}" for s in source]
-    entry = search._cache[gallery][("m", None)]
+    entry = gallery.search_cache[("m", None)]
     assert entry.index.kind == "faiss-ivf" and not entry.index.reused_training
     gallery.enroll("newbie", queries[0], model_id="m", model_version="1")
     assert search_gallery(gallery, "m", queries[0], k=1)[0] == ("newbie", pytest.approx(1.0, abs=1e-5))
-    assert search._cache[gallery][("m", None)].index.reused_training
+    assert gallery.search_cache[("m", None)].index.reused_training
 
 
 def test_make_index_chooses_by_size():

@@ -157,9 +157,9 @@ def _fake_data(n: int = 48) -> dict[str, np.ndarray]:
 
 
 def test_training_writes_log_checkpoints_and_report(tmp_path):
-    from occluface.maskcheck.evaluate import evaluate
+    from occluface.bench.maskcheck import evaluate
     from occluface.maskcheck.model import load_weights
-    from occluface.maskcheck.train import MaskTrainConfig, predict_proba, train
+    from occluface.train.maskcheck import MaskTrainConfig, predict_proba, train
 
     data = _fake_data()
     cfg = MaskTrainConfig(classes=3, width=8, input_size=48, epochs=2, batch_size=16, lr=0.05, seed=1, augment="strong",
@@ -182,7 +182,7 @@ def test_training_writes_log_checkpoints_and_report(tmp_path):
 
 
 def test_strong_augmentation_is_seeded_and_keeps_the_range(tmp_path):
-    from occluface.maskcheck.train import MaskTrainConfig, augment_strong, train
+    from occluface.train.maskcheck import MaskTrainConfig, augment_strong, train
 
     x = torch.rand(8, 3, 112, 112, generator=torch.Generator().manual_seed(0))
     a = augment_strong(x.clone(), torch.Generator().manual_seed(3))
@@ -202,7 +202,7 @@ def test_cache_built_with_another_validation_share_is_refused(tmp_path):
 
 
 def test_paper_figures_follow_from_its_confusion_matrix():
-    from occluface.maskcheck.evaluate import binary_metrics
+    from occluface.bench.maskcheck import binary_metrics
 
     y = np.array([0] * 799 + [1] * 235)
     p = np.array([0] * 796 + [1] * 3 + [0] * 11 + [1] * 224)
@@ -335,7 +335,7 @@ def test_mask_bias_is_chosen_in_the_middle_of_the_best_range():
 def test_mask_bias_moves_probabilities_survives_the_weight_file_and_not_gradcam(tmp_path):
     from occluface.maskcheck.cam import gradcam
     from occluface.maskcheck.model import MaskNet, load_weights, save_weights
-    from occluface.maskcheck.train import predict_proba
+    from occluface.train.maskcheck import predict_proba
 
     torch.manual_seed(0)
     net = MaskNet(3, width=8, input_size=48).eval()
@@ -352,7 +352,7 @@ def test_mask_bias_moves_probabilities_survives_the_weight_file_and_not_gradcam(
     again = load_weights(tmp_path / "w.pt")
     assert again.mask_bias == 1.5
     np.testing.assert_allclose(predict_proba(again, crops), after, atol=0.02)
-    from occluface.train.checkpoint import load_checkpoint, save_checkpoint
+    from occluface.models.checkpoint import load_checkpoint, save_checkpoint
 
     payload = load_checkpoint(tmp_path / "w.pt")
     payload["model"]["mask_bias"] = float("nan")
@@ -446,7 +446,7 @@ def test_label_audit_relabels_drops_follows_copies_and_keeps_the_folder_labels()
 
 def test_evaluation_on_audited_labels_also_reports_the_folder_labels(tmp_path):
     from occluface.maskcheck.audit import apply_audit
-    from occluface.maskcheck.evaluate import evaluate
+    from occluface.bench.maskcheck import evaluate
     from occluface.maskcheck.model import MaskNet
 
     data = _fake_data(48)
@@ -464,8 +464,8 @@ def test_evaluation_on_audited_labels_also_reports_the_folder_labels(tmp_path):
 
 
 def test_yale_training_people_are_never_the_held_out_or_routing_check_ones(tmp_path):
-    from occluface.eval.baseline import list_identities
-    from occluface.train.distill import heldout_identities
+    from occluface.data.identities import list_identities
+    from occluface.data.identities import heldout_identities
 
     for i in range(30):
         d = tmp_path / "yaleb" / f"yaleB{i:02d}"

@@ -15,7 +15,8 @@ from occluface.data.masksynth.critic import Critic
 from occluface.data.masksynth.generator import WarpGenerator
 from occluface.data.masksynth.losses import LOSSES, critic_loss, div_penalty
 from occluface.data.masksynth.stn import compose, composite, homography, warp
-from occluface.data.masksynth.train import MaskSynthConfig, load_generator, train
+from occluface.data.masksynth.generator import load_generator
+from occluface.train.masksynth import MaskSynthConfig, train
 from occluface.errors import CheckpointError
 
 DATA = Path(__file__).parents[1] / "data"

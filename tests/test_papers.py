@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from occluface.cli import app
 from occluface.errors import DatasetError, OccluFaceError
-from occluface.eval.papers import experiment_specs, occlusion_cache, run_papers, write_report
+from occluface.bench.papers import experiment_specs, occlusion_cache, run_papers, write_report
 from occluface.models import registry
 
 YALEB = Path(__file__).parents[1] / "data" / "yaleb"

@@ -18,7 +18,7 @@ SAMPLES = DATA / "samples"
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     store = open_gallery(tmp_path_factory.mktemp("g") / "gallery.sqlite3")
     r = Recognizer(store)
@@ -79,7 +79,7 @@ def test_rollcall_unknown_roster_name_is_clear(rec):
 
 
 def test_calibration_picks_threshold_at_target_far():
-    from occluface.eval.calibration import calibrate_thresholds
+    from occluface.bench.calibration import calibrate_thresholds
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(20, 16))
@@ -120,7 +120,7 @@ def test_cli_enroll_identify_remove(tmp_path):
 def test_calibration_leaves_out_excluded_identities():
     """A model's evaluation identities must not choose its threshold: `exclude` drops them before the draw."""
     from occluface.errors import DatasetError
-    from occluface.eval.calibration import calibrate_folder
+    from occluface.bench.calibration import calibrate_folder
 
     lfw = SAMPLES.parent / "lfw"
     people = sorted(d.name for d in lfw.iterdir() if d.is_dir())
@@ -133,7 +133,7 @@ def test_calibration_leaves_out_excluded_identities():
 def test_finetuned_model_ships_a_calibrated_threshold(tmp_path):
     """occluface_resnet must not fall back to the generic 0.5 cosine: that named Biden as Obama."""
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     rec = Recognizer(open_gallery(tmp_path / "g.sqlite3"), model="occluface_resnet", check_masks=False)
     assert rec.thresholds.source == "calibrated" and rec.thresholds.identify > 0.9

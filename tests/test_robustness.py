@@ -93,7 +93,7 @@ def bad_dir(tmp_path_factory) -> Path:
 def rec(tmp_path_factory):
     """One recognizer (auto detector, dlib ResNet) for the module: models load once."""
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     r = Recognizer(open_gallery(tmp_path_factory.mktemp("g") / "gallery.sqlite3"))
     r.enroll("Obama", [SAMPLES / "fr_obama.jpg"])
@@ -414,7 +414,7 @@ def test_property_api_uploads_get_json_answers(client, case, cut, endpoint):
 
 # ----------------------------------------------------------------------------- fuzz harnesses
 def test_random_fuzzer_over_decoding_finds_no_crash(tmp_path):
-    from occluface.fuzz import run_fuzz
+    from occluface.bench.fuzz import run_fuzz
 
     r = run_fuzz("decode", engine="random", runs=400, seed=3, artifacts=tmp_path)
     assert r.inputs == 400 and r.crashes == []
@@ -423,7 +423,7 @@ def test_random_fuzzer_over_decoding_finds_no_crash(tmp_path):
 
 def test_fuzzer_reports_and_saves_a_crashing_input(tmp_path, monkeypatch):
     import occluface.data.images as images
-    from occluface.fuzz import run_random
+    from occluface.bench.fuzz import run_random
 
     real = images.load_rgb
 
@@ -439,7 +439,7 @@ def test_fuzzer_reports_and_saves_a_crashing_input(tmp_path, monkeypatch):
 
 
 def test_random_fuzzer_over_api_uploads_finds_no_crash(tmp_path):
-    from occluface.fuzz import run_fuzz
+    from occluface.bench.fuzz import run_fuzz
 
     r = run_fuzz("api", engine="random", runs=40, seed=5, artifacts=tmp_path, detector="centerface")
     assert r.inputs == 40 and r.crashes == [], r.crashes

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from occluface.cli import app
 from occluface.errors import OccluFaceError
-from occluface.gallery.routing import masked_template, path_scores, routed_vectors
+from occluface.recognition.routed import masked_template, path_scores, routed_vectors
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -73,7 +73,7 @@ SAMPLES = DATA / "samples"
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory):
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     rec = Recognizer(open_gallery(tmp_path_factory.mktemp("g") / "g.sqlite3"), model="routed")
     rec.enroll("Obama", [SAMPLES / "fr_obama.jpg"])
@@ -123,7 +123,7 @@ def test_routed_rollcall_uses_one_embedding_space_and_names_both(routed):
 
 
 def test_speed_bench_measures_the_routed_path(tmp_path):
-    from occluface.eval.speed import _describe, _measure, default_backends
+    from occluface.bench.speed import _describe, _measure, default_backends
 
     assert "routed-fast" in default_backends(cuda=False) and "mask classifier" in _describe("routed-fast")
     chips = np.random.default_rng(0).integers(0, 255, (3, 150, 150, 3), dtype=np.uint8)
@@ -136,7 +136,7 @@ def test_routing_classifier_ships_small_and_sends_masks_down_the_masked_path():
     from occluface.data.images import load_rgb
     from occluface.data.occlusion import apply
     from occluface.faces.detect import create_detector
-    from occluface.gallery.routing import ROUTING_CLASSIFIER, route_masked
+    from occluface.recognition.routed import ROUTING_CLASSIFIER, route_masked
     from occluface.maskcheck.model import DEFAULT_WEIGHTS, load_weights
 
     assert ROUTING_CLASSIFIER.is_file() and ROUTING_CLASSIFIER.stat().st_size < 3_000_000
@@ -153,7 +153,7 @@ def test_routing_classifier_ships_small_and_sends_masks_down_the_masked_path():
 
 def test_identify_on_a_gallery_enrolled_with_another_model_says_so(tmp_path):
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     store = open_gallery(tmp_path / "g.sqlite3")
     Recognizer(store, model="dlib_resnet", check_masks=False).enroll("Obama", [SAMPLES / "fr_obama.jpg"])
@@ -165,7 +165,7 @@ def test_identify_on_a_gallery_enrolled_with_another_model_says_so(tmp_path):
 def test_enrolments_of_another_release_of_the_weights_are_refused(tmp_path, routed):
     from occluface.gallery.store import open_gallery
     from occluface.models.dlib_finetuned import weights_fingerprint
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     fp = weights_fingerprint()
     assert len(fp) == 12 and routed.model_version == f"routed-v1:cloth+mask:tuned-{fp}"

@@ -136,7 +136,7 @@ def test_mask_style_family_is_split_and_the_same_seed_is_the_same_mask(faces):
 
 
 def test_erase_matcher_packing_gives_path_scores_and_ignores_mask_pixels(faces):
-    from occluface.matching.sface import ERASE_FROM, SFaceMatcher, chips, erase_lower
+    from occluface.recognition.sface import ERASE_FROM, SFaceMatcher, chips, erase_lower
 
     m = SFaceMatcher(erase=True)
     c = chips(faces[0][0], [faces[0][1]])
@@ -158,7 +158,7 @@ def test_erase_matcher_packing_gives_path_scores_and_ignores_mask_pixels(faces):
 def test_recognizer_with_sface_names_people_and_calls_the_mask_classifier_once_per_face(tmp_path, monkeypatch):
     from occluface.gallery.store import open_gallery
     from occluface.maskcheck import model as maskmodel
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     rec = Recognizer(open_gallery(tmp_path / "g.sqlite3"), model="sface-erase")
     rec.enroll("Obama", [SAMPLES / "fr_obama.jpg"])
@@ -178,13 +178,13 @@ def test_the_product_path_imports_no_benchmark_code():
     code = (
         "import sys\n"
         "from occluface.gallery.store import open_gallery\n"
-        "from occluface.recognize import Recognizer\n"
+        "from occluface.recognition.service import Recognizer\n"
         "import tempfile, pathlib\n"
         "d = pathlib.Path(tempfile.mkdtemp())\n"
         f"r = Recognizer(open_gallery(d / 'g.sqlite3'), model='sface-erase')\n"
         f"r.enroll('Obama', [{str(SAMPLES / 'fr_obama.jpg')!r}])\n"
         f"r.identify({str(SAMPLES / 'fr_two_people_obama_biden.jpg')!r})\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('occluface.eval', 'occluface.bench')))\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('occluface.bench', 'occluface.bench')))\n"
         "print('LAB', bad)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -209,7 +209,7 @@ def small_data(tmp_path_factory):
 
 
 def test_openset_bench_reports_named_wrong_per_style_gallery_size_and_same_mask(small_data, tmp_path):
-    from occluface.eval.openset import calibrate, run_openset, write_report
+    from occluface.bench.openset import calibrate, run_openset, write_report
 
     res = run_openset(small_data, matchers=["sface", "sface-erase"], styles=["plain-black", "cloth-black"],
                       probes_per_person=1, yaleb_people=3, gallery_sizes=(3, 8), same_mask_people=10, workers=1,

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from occluface.errors import CheckpointError, ImageError, OccluFaceError
 from occluface.models import registry
-from occluface.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from occluface.train.config import TrainConfig
+from occluface.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from occluface.models.config import TrainConfig
 from occluface.train.trainer import train
 
 REPO = Path(__file__).parents[1]
@@ -301,7 +301,7 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path):
         import hashlib, json, sys
         from pathlib import Path
         from occluface.train import distributed
-        from occluface.train.config import TrainConfig
+        from occluface.models.config import TrainConfig
         from occluface.train.trainer import Trainer
 
         info = distributed.setup()

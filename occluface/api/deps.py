@@ -13,7 +13,7 @@ from occluface.api.settings import ApiSettings
 from occluface.errors import ImageError
 
 if TYPE_CHECKING:
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
 
 class Service:
@@ -32,7 +32,7 @@ class Service:
     def rec(self) -> Recognizer:
         if self._rec is None:
             from occluface.gallery.store import open_gallery
-            from occluface.recognize import Recognizer
+            from occluface.recognition.service import Recognizer
 
             self._rec = Recognizer(
                 open_gallery(self.settings.gallery), model=self.settings.model, detector=self.settings.detector
@@ -78,6 +78,6 @@ async def read_upload(upload: UploadFile, settings: ApiSettings) -> bytes:
 
 def decode(data: bytes, name: str) -> np.ndarray:
     """HxWx3 uint8 RGB; an ``ImageError`` naming ``name`` (the upload's file name) when it is not a usable image."""
-    from occluface.recognize import read_image
+    from occluface.recognition.service import read_image
 
     return read_image(data, name)

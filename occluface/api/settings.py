@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from occluface.api.keys import KeyStore
-from occluface.recognize import DEFAULT_MODEL
+from occluface.recognition.service import DEFAULT_MODEL
 
 #: The web page (index.html, app.js), served at ``/`` and ``/static``.
 STATIC = Path(__file__).resolve().parent / "static"

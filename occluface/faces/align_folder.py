@@ -94,7 +94,8 @@ _WORKER: dict = {}
 
 
 def _init_worker(detector: str, size: int, threads: int | None) -> None:
-    from occluface.faces.detect import create_detector, limit_threads
+    from occluface.faces.detect import create_detector
+    from occluface.runtime import limit_threads
 
     if threads:
         limit_threads(threads)

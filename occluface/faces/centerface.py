@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from occluface.errors import OccluFaceError
-from occluface.faces.detect import Detector, Face, register
-from occluface.faces.model_files import package_dir
+from occluface.faces.base import Detector, Face, register
+from occluface.models.files import package_dir
 
 INPUT = "input.1"
 OUTPUTS = ["537", "538", "539", "540"]  # heatmap, log-scale (h, w), centre offset, landmarks
@@ -96,11 +96,11 @@ class CenterFaceDetector(Detector):
             self.min_side = min_side
         if small_side is not None:
             self.small_side = small_side
-        from occluface.faces import detect
+        from occluface.runtime import cpu_threads
 
         with _SESSION_LOCK:
             if backend == "onnxruntime":
-                self.session = _session(detect.CPU_THREADS if threads is None else threads)
+                self.session = _session(cpu_threads() if threads is None else threads)
             else:
                 _opencv_model_bytes()
 
@@ -111,9 +111,9 @@ class CenterFaceDetector(Detector):
         if net is None:
             import cv2
 
-            from occluface.faces.yunet import _quiet_opencv
+            from occluface.runtime import quiet_opencv
 
-            _quiet_opencv()
+            quiet_opencv()
             with _SESSION_LOCK:
                 data = _opencv_model_bytes()
             net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
@@ -148,7 +148,7 @@ def decode(heat, scale, offset, lms, threshold: float, name: str = "centerface")
         points[:, j, 0] = lms[2 * j + 1, ys, xs] * s1 + x1
         points[:, j, 1] = lms[2 * j, ys, xs] * s0 + y1
     order = np.argsort(-scores)
-    from occluface.faces.detect import nms
+    from occluface.faces.base import nms
 
     faces = [Face(boxes[i], scores[i], points[i], name) for i in order]
     return nms(faces, 0.3)

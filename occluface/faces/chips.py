@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from occluface.errors import OccluFaceError
-from occluface.faces.model_files import dlib_model
+from occluface.models.files import dlib_model
 
 __all__ = ["dlib_chip", "dlib_chips", "dlib_shape5", "as_rgb_uint8", "full_image_box"]
 

@@ -10,9 +10,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from occluface.faces.detect import Detector, Face, register
+from occluface.faces.base import Detector, Face, register
 from occluface.faces.landmarks import five_points, landmarks68
-from occluface.faces.model_files import dlib_model
+from occluface.models.files import dlib_model
 
 
 @lru_cache(maxsize=None)

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from occluface.faces.model_files import dlib_model
+from occluface.models.files import dlib_model
 
 JAW = slice(0, 17)
 NOSE = slice(27, 36)

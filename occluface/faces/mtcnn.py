@@ -14,8 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 from occluface.errors import OccluFaceError
-from occluface.faces.detect import Detector, Face, register
-from occluface.faces.model_files import package_dir
+from occluface.faces.base import Detector, Face, register
+from occluface.models.files import package_dir
 
 _LOCK = threading.Lock()
 

@@ -13,15 +13,8 @@ import threading
 import cv2
 import numpy as np
 
-from occluface.faces.detect import Detector, Face, register
-
-
-def _quiet_opencv() -> None:
-    """OpenCV 5's new DNN engine warns on every network it builds ("Targets are not supported ..."): only errors."""
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # builds without the logging module
-        pass
+from occluface.faces.base import Detector, Face, register
+from occluface.runtime import quiet_opencv
 
 
 class YuNetDetector(Detector):
@@ -43,7 +36,7 @@ class YuNetDetector(Detector):
     def _net(self):
         net = getattr(self._local, "net", None)
         if net is None:
-            _quiet_opencv()
+            quiet_opencv()
             net = cv2.FaceDetectorYN.create(self.path, "", (320, 320), self.threshold, 0.3, 5000)
             self._local.net = net
         return net

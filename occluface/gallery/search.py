@@ -273,17 +273,23 @@ class _Cached:
     max_rows_per_subject: int
 
 
-_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str | None], _Cached]] = weakref.WeakKeyDictionary()
+#: Built indexes live on the store itself (attribute ``search_cache``: (model, version) -> _Cached), so the
+#: store can drop them when it closes without importing this module; ``_stores`` lets them all be cleared.
+CACHE_ATTR = "search_cache"
+_stores: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _cache_lock = threading.Lock()
+
+
+def _entries(store: GalleryStore) -> dict[tuple[str, str | None], _Cached]:
+    _stores.add(store)
+    return store.__dict__.setdefault(CACHE_ATTR, {})
 
 
 def clear_search_cache(store: GalleryStore | None = None) -> None:
     """Forget built indexes (all, or one store's); they are rebuilt on the next search."""
     with _cache_lock:
-        if store is None:
-            _cache.clear()
-        else:
-            _cache.pop(store, None)
+        for s in ([store] if store is not None else list(_stores)):
+            s.__dict__.pop(CACHE_ATTR, None)
 
 
 def _index_for(store: GalleryStore, model_id: str, model_version: str | None) -> _Cached | None:
@@ -291,7 +297,7 @@ def _index_for(store: GalleryStore, model_id: str, model_version: str | None) ->
     key = (model_id, model_version)
     if revision is not None:
         with _cache_lock:
-            hit = _cache.get(store, {}).get(key)
+            hit = _entries(store).get(key)
         if hit is not None and hit.revision == revision:
             return hit
     matrix, names = store.embeddings(model_id, model_version=model_version)
@@ -307,7 +313,7 @@ def _index_for(store: GalleryStore, model_id: str, model_version: str | None) ->
     _, counts = np.unique(names_arr.astype(str), return_counts=True)
     index = make_index(len(names), matrix.shape[1])
     with _cache_lock:
-        previous = _cache.get(store, {}).get(key)
+        previous = _entries(store).get(key)
     if isinstance(index, FaissIndex) and previous is not None:
         index.build(matrix, reuse=previous.index)
     else:
@@ -315,7 +321,7 @@ def _index_for(store: GalleryStore, model_id: str, model_version: str | None) ->
     entry = _Cached(revision, index, names_arr, int(counts.max()))
     if revision is not None:
         with _cache_lock:
-            _cache.setdefault(store, {})[key] = entry
+            _entries(store)[key] = entry
     return entry
 
 

@@ -436,9 +436,7 @@ class SQLiteGalleryStore(GalleryStore):
             except sqlite3.Error:  # pragma: no cover - another process holds a reader; SQLite finishes later
                 pass
             self._close_quietly()
-        from occluface.gallery.search import clear_search_cache
-
-        clear_search_cache(self)
+        self.__dict__.pop("search_cache", None)  # the indexes occluface.gallery.search built on this store
 
     # ------------------------------------------------------------------ subjects
     def _subject_id(self, name: str) -> int | None:

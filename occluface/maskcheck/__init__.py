@@ -12,27 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-CLASSES = {2: ("unmasked", "masked"), 3: ("none", "correct", "incorrect")}
+from occluface.maskcheck.labels import CLASSES
 
 __all__ = ["CLASSES", "predict_mask_state", "gradcam_png", "mask_check"]
 
 
-def predict_mask_state(image: Any, faces: Any, **kwargs: Any) -> list[dict]:
-    """See :func:`occluface.maskcheck.predict.predict_mask_state`."""
-    from occluface.maskcheck.predict import predict_mask_state as fn
-
-    return fn(image, faces, **kwargs)
+_LAZY = {"predict_mask_state", "gradcam_png", "mask_check"}
 
 
-def gradcam_png(image: Any, face: Any, **kwargs: Any) -> bytes:
-    """See :func:`occluface.maskcheck.predict.gradcam_png`."""
-    from occluface.maskcheck.predict import gradcam_png as fn
+def __getattr__(name: str) -> Any:
+    """``predict_mask_state``, ``gradcam_png`` and ``mask_check`` of :mod:`occluface.maskcheck.predict`, imported
+    on first use (the package itself stays free of torch)."""
+    if name in _LAZY:
+        import importlib
 
-    return fn(image, face, **kwargs)
-
-
-def mask_check(image: Any, **kwargs: Any) -> tuple[list[dict], Any]:
-    """See :func:`occluface.maskcheck.predict.mask_check`."""
-    from occluface.maskcheck.predict import mask_check as fn
-
-    return fn(image, **kwargs)
+        return getattr(importlib.import_module("occluface.maskcheck.predict"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -125,8 +125,8 @@ def yaleb_training_people(root: Path) -> tuple[list[str], list[str]]:
     """(training people, routing-check people) of ``yaleb/``: neither ever one of the identities
     ``occluface_resnet`` holds out for evaluation (``bench accuracy`` scores the classifier's routing on those).
     Both sets are fixed (the held-out set is ``occluface_resnet``'s, seed 0), whatever seed a split uses."""
-    from occluface.eval.baseline import list_identities
-    from occluface.train.distill import heldout_identities
+    from occluface.data.identities import list_identities
+    from occluface.data.identities import heldout_identities
 
     folder = root / "yaleb"
     if not folder.is_dir():
@@ -143,7 +143,7 @@ def list_yaleb_train(root: Path, per_person: int, seed: int) -> list[Record]:
     the mask_cls photos never show), as training faces; each also gets synthetic masks."""
     if per_person <= 0:
         return []
-    from occluface.eval.baseline import list_identities
+    from occluface.data.identities import list_identities
 
     train, _ = yaleb_training_people(root)
     photos = list_identities(root / "yaleb")

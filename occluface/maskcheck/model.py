@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from occluface.errors import CheckpointError, OccluFaceError
-from occluface.maskcheck import CLASSES
+from occluface.maskcheck.labels import CLASSES
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "maskcls_resnet18.pt"
@@ -79,7 +79,7 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
 
 def save_weights(path: str | Path, model: MaskNet, meta: dict[str, Any] | None = None, *, half: bool = True) -> Path:
     """Write the weights (fp16 by default, halving the file) and what is needed to rebuild the network."""
-    from occluface.train.checkpoint import save_checkpoint
+    from occluface.models.checkpoint import save_checkpoint
 
     state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
     info = {"classes": model.classes, "width": model.width, "input_size": model.input_size, "arch": "resnet18",
@@ -89,7 +89,7 @@ def save_weights(path: str | Path, model: MaskNet, meta: dict[str, Any] | None =
 
 def load_weights(path: str | Path | None = None) -> MaskNet:
     """Rebuild a MaskNet from a weight file (default: the shipped one), in eval mode, float32 on CPU."""
-    from occluface.train.checkpoint import load_checkpoint
+    from occluface.models.checkpoint import load_checkpoint
 
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     payload = load_checkpoint(path)

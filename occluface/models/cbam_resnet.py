@@ -14,7 +14,6 @@ The paper is silent on the bottleneck stride; we use the same `variant` switch a
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from occluface.errors import OccluFaceError

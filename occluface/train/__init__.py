@@ -3,8 +3,8 @@
 `train(TrainConfig(...))` runs a job; `load_model(path)` gives back the trained backbone and head.
 """
 
-from occluface.train.checkpoint import LoadedModel, load_checkpoint, load_model, save_checkpoint
-from occluface.train.config import TrainConfig
+from occluface.models.checkpoint import LoadedModel, load_checkpoint, load_model, save_checkpoint
+from occluface.models.config import TrainConfig
 from occluface.train.trainer import Trainer, train
 
 __all__ = ["LoadedModel", "TrainConfig", "Trainer", "load_checkpoint", "load_model", "save_checkpoint", "train"]

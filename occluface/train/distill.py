@@ -15,7 +15,7 @@ Pipeline (each stage cached and resumable; all seeded):
 2. `prepare`: per face, its box (whole image for Yale B's tight crops, dlib HOG detection otherwise), the 68
    landmarks, the clean 150x150 dlib chip, and `variants` occluded chips. Each occluded chip is made the way
    deployment sees it: the occlusion is drawn on the FULL image, then dlib's 5-point predictor re-fits the
-   chip on the occluded image (as `occluface.eval.baseline` does). The teacher's embedding of the clean chip
+   chip on the occluded image (as `occluface.bench.baseline` does). The teacher's embedding of the clean chip
    is computed once here (the teacher is frozen, so it never runs during training). Shards of
    `shard_size` faces are written atomically; an interrupted prep resumes at the first missing shard.
 3. `train_distill`: student = the port with dlib's weights, stem + first `freeze_blocks` residual blocks
@@ -46,14 +46,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.data.boxes import face_box
+from occluface.data.identities import heldout_identities, list_identities
 from occluface.errors import CheckpointError, DatasetError, OccluFaceError
 
 __all__ = [
     "DistillConfig",
     "TRAIN_KINDS",
-    "heldout_identities",
     "collect_faces",
-    "face_box",
     "prepare",
     "DistillData",
     "distill_loss",
@@ -139,30 +139,6 @@ class DistillConfig:
 
 
 # ----------------------------------------------------------------------------------------- identities
-def heldout_identities(names: Sequence[str], n: int, seed: int = 0, salt: str = "") -> list[str]:
-    """Seeded choice of ``n`` identities (sorted) kept for evaluation only; all of them when n >= len(names).
-
-    Depends only on (seed, salt, the sorted name list), so `occluface bench accuracy` recomputes exactly the
-    set the fine-tuning run left out.
-    """
-    names = sorted(set(str(x) for x in names))
-    if n >= len(names):
-        return names
-    rng = np.random.default_rng([int(seed), *salt.encode("utf-8")])
-    return sorted(names[i] for i in rng.choice(len(names), size=int(n), replace=False))
-
-
-def _identity_folders(root: Path) -> dict[str, list[Path]]:
-    from occluface.data.images import is_image_file
-
-    out = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in sub.iterdir() if f.is_file() and is_image_file(f))
-        if files:
-            out[sub.name] = files
-    return out
-
-
 def collect_faces(data: str | Path, cfg: DistillConfig) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
     """Training faces ``[{source, path (relative to data), identity}]`` and the held-out identity lists."""
     from occluface.data.images import is_image_file
@@ -180,7 +156,7 @@ def collect_faces(data: str | Path, cfg: DistillConfig) -> tuple[list[dict[str, 
             for f in sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)):
                 faces.append({"source": source, "path": f.relative_to(root).as_posix(), "identity": ""})
             continue
-        ids = _identity_folders(folder)
+        ids = list_identities(folder)
         n_hold = cfg.yaleb_holdout if source == "yaleb" else cfg.lfw_holdout
         held = heldout_identities(ids, n_hold, cfg.seed, salt=source)
         heldout[source] = held
@@ -200,33 +176,6 @@ def collect_faces(data: str | Path, cfg: DistillConfig) -> tuple[list[dict[str, 
 
 
 # ----------------------------------------------------------------------------------------- faces
-_DETECTOR = None
-
-
-def face_box(image: np.ndarray, source: str = "") -> tuple[float, float, float, float]:
-    """Face box (x1, y1, x2, y2) of the main face: Yale B = the whole (tight) crop; else dlib HOG's largest
-    detection (upsampled once if none), falling back to the central half (LFW's funneled layout) or the whole
-    image (small tight crops such as mask_cls)."""
-    from occluface.faces.chips import full_image_box
-
-    if source == "yaleb":
-        return full_image_box(image)
-    global _DETECTOR
-    if _DETECTOR is None:
-        import dlib
-
-        _DETECTOR = dlib.get_frontal_face_detector()
-    for upsample in (0, 1):
-        found = list(_DETECTOR(np.ascontiguousarray(image), upsample))
-        if found:
-            r = max(found, key=lambda r: r.width() * r.height())
-            return (r.left(), r.top(), r.right(), r.bottom())
-    h, w = image.shape[:2]
-    if min(h, w) >= 200:
-        return (w * 0.28, h * 0.28, w * 0.72, h * 0.72)
-    return full_image_box(image)
-
-
 def variant_kinds(index: int, variants: int, seed: int) -> list[str]:
     """The `variants` distinct occlusion kinds of training face number `index` (seeded, weighted draw)."""
     rng = np.random.default_rng([int(seed), 11, int(index)])
@@ -244,7 +193,7 @@ def make_chips(image: np.ndarray, source: str, kinds: Sequence[str], seed: int) 
     An occlusion that cannot be drawn (e.g. no landmarks found) falls back to "lowlight" (needs no face
     geometry), so every face yields the same number of chips.
     """
-    from occluface.eval.baseline import occlude
+    from occluface.data.occlusion.core import occlude
     from occluface.faces.chips import dlib_chip
     from occluface.faces.landmarks import landmarks68
 
@@ -642,7 +591,7 @@ def validate(model, data: DistillData, idx: np.ndarray, device: str = "cpu") -> 
 
 
 def _save(path: Path, model, opt, step: int, cfg: DistillConfig, extra: dict[str, Any]) -> None:
-    from occluface.train.checkpoint import save_checkpoint
+    from occluface.models.checkpoint import save_checkpoint
 
     save_checkpoint(
         path,
@@ -667,7 +616,7 @@ def train_distill(
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from occluface.train.checkpoint import load_checkpoint
+    from occluface.models.checkpoint import load_checkpoint
 
     cfg.check()
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -813,7 +762,7 @@ def export_delta(checkpoint: str | Path, path: str | Path, *, meta: dict[str, An
     import torch
 
     from occluface.models.dlib_port import DlibResNetTorch
-    from occluface.train.checkpoint import load_checkpoint, save_checkpoint
+    from occluface.models.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     base = DlibResNetTorch(pretrained=True).state_dict()

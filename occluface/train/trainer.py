@@ -42,8 +42,8 @@ from occluface.data.folder import FaceFolderDataset, Sample, classes_of, scan_fo
 from occluface.errors import CheckpointError, DatasetError, ImageError, OccluFaceError
 from occluface.losses import create_head, l1_penalty
 from occluface.train import distributed as ddp
-from occluface.train.checkpoint import build_backbone, load_checkpoint, save_checkpoint
-from occluface.train.config import TrainConfig
+from occluface.models.checkpoint import build_backbone, load_checkpoint, save_checkpoint
+from occluface.models.config import TrainConfig
 
 __all__ = ["train", "Trainer", "TrainNet"]
 

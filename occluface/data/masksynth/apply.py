@@ -27,7 +27,7 @@ PARAMS = ("weights", "texture", "textures", "steps", "detector")
 
 @lru_cache(maxsize=4)
 def _generator(path: str):
-    from occluface.data.masksynth.train import load_generator
+    from occluface.data.masksynth.generator import load_generator
 
     return load_generator(path)
 

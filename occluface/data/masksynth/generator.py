@@ -11,13 +11,15 @@ leaves the mask where it is (identity warp).
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from occluface.data.masksynth.stn import compose, composite, warp
-from occluface.errors import OccluFaceError
+from occluface.errors import CheckpointError, OccluFaceError
 
 #: (kernel sizes, groups) of the four stages, after PyConvResNet (Duta et al. 2020).
 PYRAMID = (((3, 5, 7, 9), (1, 4, 8, 16)), ((3, 5, 7), (1, 4, 8)), ((3, 5), (1, 4)), ((3,), (1,)))
@@ -102,3 +104,32 @@ class WarpGenerator(nn.Module):
 
     def config(self) -> dict:
         return {"width": self.width, "pyconv": self.pyconv, "size": self.size}
+
+
+# ----------------------------------------------------------------------------- weight files
+def save_generator(path: str | Path, gen, meta: dict[str, Any]) -> Path:
+    """fp16 generator weights + what rebuilds it (config, loss, refinement steps, mask canvas box)."""
+    from occluface.models.checkpoint import save_checkpoint
+
+    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone() for k, v in gen.state_dict().items()}
+    return save_checkpoint(path, {"backbone": state, "generator": gen.config(), "meta": dict(meta)})
+
+
+def load_generator(path: str | Path):
+    """Rebuild a trained warp generator (eval mode, float32, CPU) from ``generator.pt`` or ``last.pt``."""
+    from occluface.models.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(path)
+    info = payload.get("generator")
+    if not isinstance(info, dict) or "width" not in info:
+        raise CheckpointError(f"{path}: not a mask-synthesis generator file (no 'generator' config)")
+    gen = WarpGenerator(int(info["width"]), bool(info["pyconv"]), int(info.get("size", 144)))
+    try:
+        gen.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["backbone"].items()})
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the generator ({str(exc).splitlines()[0]})") from None
+    gen.meta = dict(payload.get("meta") or {})
+    if "config" in payload and not gen.meta:
+        c = payload["config"]
+        gen.meta = {"loss": c.get("loss"), "steps": c.get("steps"), "iteration": payload.get("iteration")}
+    return gen.eval()

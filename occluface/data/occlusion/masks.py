@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from occluface.settings import REPO_DATA
 from occluface.data.occlusion.common import (
     blur,
     check_params,
@@ -319,7 +320,7 @@ def render_cloth(rng: np.random.Generator, color: Any = None, pattern: str | Non
 
 def default_texture_dir() -> Path | None:
     """The bundled ``data/mask_textures`` of a source checkout, when present (never required)."""
-    d = Path(__file__).resolve().parents[3] / "data" / "mask_textures"
+    d = REPO_DATA / "mask_textures"
     return d if d.is_dir() else None
 
 

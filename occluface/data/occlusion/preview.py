@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from occluface.settings import REPO_DATA
 from occluface.errors import DatasetError, OccluFaceError
 
 #: (column label, kind, fixed parameters) in grid order.
@@ -25,7 +26,7 @@ COLUMNS: tuple[tuple[str, str, dict], ...] = (
 
 
 def bundled_data_dir() -> Path | None:
-    d = Path(__file__).resolve().parents[3] / "data"
+    d = REPO_DATA
     return d if d.is_dir() else None
 
 

@@ -1,4 +1,4 @@
-"""Thresholds of the mask-routed matcher (`occluface.gallery.routing`), one per path, from training identities.
+"""Thresholds of the mask-routed matcher (`occluface.recognition.routed`), one per path, from training identities.
 
 Why its own calibration: the bare path scores the mean of two networks' cosines and the masked path one
 network's cosine to a masked template, so neither the dlib nor the ``occluface_resnet`` threshold fits. Both
@@ -18,19 +18,19 @@ import numpy as np
 from occluface.errors import DatasetError
 
 PROBE_MASKS = ("plain", "surgical", "kn95")
-from occluface.gallery.routing import BARE_ID, MASKED_ID  # noqa: E402  (defined with the matcher)
+from occluface.recognition.routed import BARE_ID, MASKED_ID  # noqa: E402  (defined with the matcher)
 
 
 def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, target_far: float = 1e-3,
                      progress: bool = True) -> tuple[Any, Any]:
-    """(bare-path, masked-path) :class:`~occluface.eval.calibration.Thresholds` from ``data``/lfw_dev."""
+    """(bare-path, masked-path) :class:`~occluface.bench.calibration.Thresholds` from ``data``/lfw_dev."""
     from rich.progress import Progress
 
-    from occluface.eval.accuracy import _lfw_items, _make_chips, _Model
-    from occluface.eval.baseline import list_identities
-    from occluface.eval.calibration import thresholds_from_scores
+    from occluface.bench.accuracy import _lfw_items, _make_chips, _Model
+    from occluface.data.identities import list_identities
+    from occluface.bench.calibration import thresholds_from_scores
     from occluface.faces.chips import dlib_chip
-    from occluface.gallery.routing import ENROL_MASKS, masked_template, path_scores
+    from occluface.recognition.routed import ENROL_MASKS, masked_template, path_scores
     from occluface.models.dlib_finetuned import weights_meta
 
     folder = Path(data) / "lfw_dev"

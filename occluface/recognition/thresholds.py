@@ -1,7 +1,7 @@
 """Decision thresholds stored with the model or matcher they belong to (the product's side of calibration).
 
 A similarity threshold means nothing across models, so each carries its own, picked on labelled data at a
-target error rate (``occluface.eval.calibration`` and ``occluface bench`` make them) and reported with the
+target error rate (``occluface.bench.calibration`` and ``occluface bench`` make them) and reported with the
 FAR/FRR it gave there. Lookup order: an explicit file, the user's calibration (``occluface calibrate``), the
 calibration shipped in the package, else an explicitly *uncalibrated* fallback that every report flags.
 """

@@ -24,9 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from occluface.errors import OccluFaceError
-from occluface.matching.thresholds import Thresholds, load_thresholds
-from occluface.matching.vectors import is_masked  # noqa: F401  (callers ask this module)
-from occluface.matching.vectors import unit_rows as _unit
+from occluface.recognition.thresholds import Thresholds, load_thresholds
+from occluface.recognition.vectors import is_masked  # noqa: F401  (callers ask this module)
+from occluface.recognition.vectors import unit_rows as _unit
 
 #: First row (of 112) of the aligned chip that ``sface-erase`` paints over on masked faces, between the eyes
 #: (template row 51.6) and the nose tip (71.7). Chosen on tuning people and tuning styles only

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from occluface.settings import REPO_DATA
 from occluface.errors import ImageError, OccluFaceError
 
 TARGETS = ("decode", "api")
@@ -38,7 +39,7 @@ ENGINES = ("atheris", "random")
 #: HTTP statuses a well-behaved endpoint may answer to arbitrary uploads (500 means an unhandled error).
 ALLOWED_STATUSES = frozenset({200, 201, 400, 401, 403, 404, 409, 413, 422})
 FUZZ_KEY = "ocf_fuzz-key"
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+SAMPLES = REPO_DATA / "samples"
 
 
 @dataclass
@@ -278,7 +279,7 @@ def _atheris_child(target: str, detector: str, instrument: bool, stats_path: Pat
 
     Image.init()  # import every format plugin now, so their code is instrumented below
     if instrument:
-        _instrument(("PIL", "occluface.data", "occluface.api", "occluface.recognize", "starlette", "multipart",
+        _instrument(("PIL", "occluface.data", "occluface.api", "occluface.recognition.service", "starlette", "multipart",
                      "python_multipart", "fastapi"))
     counts: dict[str, int] = {}
     state = {"n": 0, "last": 0.0}
@@ -328,7 +329,7 @@ def run_atheris(target: str, *, runs: int | None, seconds: float | None, artifac
     if seconds is not None:
         args.append(f"-max_total_time={max(1, int(seconds))}")
     args.append(str(corpus_dir))
-    cmd = [sys.executable, "-m", "occluface.fuzz", "--child", target, detector, "1" if instrument else "0",
+    cmd = [sys.executable, "-m", "occluface.bench.fuzz", "--child", target, detector, "1" if instrument else "0",
            str(stats), *args]
     start = time.perf_counter()
     hard_limit = (seconds or 0) + 600 if seconds else None
@@ -398,7 +399,7 @@ def write_report(results: list[FuzzResult], out: Path) -> tuple[Path, Path]:
     return md, js
 
 
-if __name__ == "__main__":  # child process of run_atheris: python -m occluface.fuzz --child TARGET STATS ARGS...
+if __name__ == "__main__":  # child process of run_atheris: python -m occluface.bench.fuzz --child TARGET STATS ARGS...
     if len(sys.argv) >= 6 and sys.argv[1] == "--child":
         _atheris_child(sys.argv[2], sys.argv[3], sys.argv[4] == "1", Path(sys.argv[5]), sys.argv[6:])
     else:

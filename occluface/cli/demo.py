@@ -8,10 +8,11 @@ few epochs on the bundled Yale B sample, evaluate both and draw their curves on 
 
 from __future__ import annotations
 
+from occluface.settings import REPO_DATA
+
 from pathlib import Path
 from typing import Any
 
-REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: int = 0) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: i
     from occluface.data.folder import scan_folder
     from occluface.data.occlusion import apply as occlude
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer, annotate, read_image
+    from occluface.recognition.service import Recognizer, annotate, read_image
     from occluface.rollcall.compose import compose_group
 
     data_dir = Path(data_dir) if data_dir else REPO_DATA
@@ -104,8 +105,8 @@ def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: i
 
 def run_training_demo(out_dir: Path, *, data_dir: Path | None = None, epochs: int = 6, progress: bool = True) -> dict:
     """Plain vs improved (CBAM) ResNet on the bundled Yale B sample: train, evaluate, compare curves."""
-    from occluface.eval.report import compare_runs, evaluate_checkpoint
-    from occluface.train.config import TrainConfig
+    from occluface.bench.report import compare_runs, evaluate_checkpoint
+    from occluface.models.config import TrainConfig
     from occluface.train.trainer import train
 
     data_dir = Path(data_dir) if data_dir else REPO_DATA / "yaleb"

@@ -40,7 +40,7 @@ TURNED = 0.15  # |yaw proxy| at or above this: a turned face
 
 def find_checkpoints(paths: list[str | Path]) -> list[tuple[str, Path]]:
     """(label, generator file) for every file given, or ``generator.pt`` in each folder / sub-folder given."""
-    from occluface.data.masksynth.train import label
+    from occluface.train.masksynth import label
 
     found: list[Path] = []
     for p in map(Path, paths):
@@ -56,7 +56,7 @@ def find_checkpoints(paths: list[str | Path]) -> list[tuple[str, Path]]:
         raise CheckpointError("no generator.pt found under " + ", ".join(map(str, paths)))
     out = []
     for f in found:
-        from occluface.train.checkpoint import load_checkpoint
+        from occluface.models.checkpoint import load_checkpoint
 
         meta = load_checkpoint(f).get("meta") or {}
         loss = meta.get("loss", "?")
@@ -291,7 +291,7 @@ def evaluate(data: dict[str, np.ndarray], checkpoints: list[str | Path], out_dir
     from rich.progress import Progress
 
     from occluface.data.masksynth.data import texture_picture
-    from occluface.data.masksynth.train import load_generator
+    from occluface.data.masksynth.generator import load_generator
     from occluface.data.occlusion.masks import list_textures
 
     out = Path(out_dir)

@@ -37,7 +37,7 @@ def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, positive: str = "mask
 
 
 def _classification(model: MaskNet, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    from occluface.eval.metrics import closed_set_metrics
+    from occluface.bench.metrics import closed_set_metrics
 
     pred = predict_proba(model, x).argmax(1)
     m = closed_set_metrics(y, pred, list(model.class_names))

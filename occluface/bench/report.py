@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from occluface.errors import DatasetError, OccluFaceError
-from occluface.eval.metrics import (
+from occluface.bench.metrics import (
     MetricsError,
     closed_set_metrics,
     make_pairs,
@@ -185,9 +185,9 @@ def evaluate_checkpoint(
     import torch
     import torch.nn.functional as F
 
-    from occluface.eval.curves import plot_training_curves
-    from occluface.eval.plots import plot_confusion_matrix, plot_roc, plot_score_histogram
-    from occluface.train.checkpoint import load_model
+    from occluface.bench.curves import plot_training_curves
+    from occluface.bench.plots import plot_confusion_matrix, plot_roc, plot_score_histogram
+    from occluface.models.checkpoint import load_model
 
     checkpoint = Path(checkpoint)
     if batch_size < 1:
@@ -427,7 +427,7 @@ def run_summary(run_dir: str | Path, label: str | None = None) -> dict[str, Any]
 
     ``run_dir`` may also be a log file itself.
     """
-    from occluface.eval.curves import LogError, read_log, series
+    from occluface.bench.curves import LogError, read_log, series
 
     run_dir = Path(run_dir)
     log = run_dir if run_dir.is_file() else run_dir / "log.jsonl"
@@ -464,7 +464,7 @@ def compare_runs(
     run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """All runs' training curves on one figure plus ``comparison.md`` and ``comparison.json`` tables."""
-    from occluface.eval.curves import plot_training_curves
+    from occluface.bench.curves import plot_training_curves
 
     if not run_dirs:
         raise OccluFaceError("no run folders given to compare")

@@ -14,35 +14,19 @@ Occlusion kinds: "plain" (a flat grey polygon over nose and mouth, below) and ev
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.data.identities import FRONTAL_LIGHT, light_subset, list_identities, split_identity
 from occluface.errors import DatasetError, OccluFaceError
 
-__all__ = [
-    "DEFAULT_OCCLUSIONS",
-    "PLAIN_POLYGON",
-    "plain_mask_polygon",
-    "apply_plain_mask",
-    "occlude",
-    "light_angles",
-    "light_subset",
-    "split_identity",
-    "list_identities",
-    "run_baseline",
-    "write_report",
-]
+__all__ = ["DEFAULT_OCCLUSIONS", "occlude", "run_baseline", "write_report"]
 
 DEFAULT_OCCLUSIONS: tuple[str, ...] = ("plain", "surgical", "kn95", "cloth", "dust", "lowlight")
 
-from occluface.data.occlusion.plain import PLAIN_GREY, PLAIN_POLYGON, apply_plain_mask, plain_mask_polygon  # noqa: E402,F401
-
-FRONTAL_LIGHT = "P00A+000E+00"
-_ANGLES = re.compile(r"A([+-]\d+)E([+-]\d+)")
 
 
 # ----------------------------------------------------------------------------- occlusions
@@ -93,70 +77,6 @@ def _check_kinds(kinds: Sequence[str]) -> list[str]:
     return out
 
 
-# ----------------------------------------------------------------------------- data
-def light_angles(filename: str) -> tuple[int, int] | None:
-    """(azimuth, elevation) of the light from a Yale B file name like `yaleB01_P00A+035E+15.png`."""
-    m = _ANGLES.search(Path(filename).name)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def light_subset(filename: str) -> str:
-    """Yale B lighting subset 1-5 by the angle between light and camera axis (Lee, Ho & Kriegman 2005).
-
-    Subsets: 1 <= 12 deg, 2 <= 25, 3 <= 50, 4 <= 77, 5 beyond; "?" when the name carries no angles.
-    """
-    angles = light_angles(filename)
-    if angles is None:
-        return "?"
-    a, e = np.radians(angles)
-    theta = float(np.degrees(np.arccos(np.clip(np.cos(a) * np.cos(e), -1.0, 1.0))))
-    for subset, limit in enumerate((12, 25, 50, 77), start=1):
-        if theta <= limit + 1e-6:
-            return str(subset)
-    return "5"
-
-
-def list_identities(data: str | Path) -> dict[str, list[Path]]:
-    """Identity folder name -> sorted image files, for every sub-folder holding at least one image."""
-    from occluface.data.images import is_image_file
-
-    root = Path(data)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder (expected one sub-folder of face images per identity)")
-    ids = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in sub.iterdir() if f.is_file() and is_image_file(f))
-        if files:
-            ids[sub.name] = files
-    if not ids:
-        raise DatasetError(f"{root}: no identity sub-folders with images")
-    return ids
-
-
-def split_identity(name: str, files: Sequence[Path], n_probes: int, seed: int) -> tuple[Path, list[Path]]:
-    """(gallery, probes): the frontal-light image, and a seeded sample of up to ``n_probes`` of the rest.
-
-    Without a `P00A+000E+00` file the image with the smallest |azimuth| + |elevation| is the gallery. The
-    sample depends only on (seed, identity name), so running fewer identities keeps the same probes.
-    """
-    files = sorted(Path(f) for f in files)
-    if len(files) < 2:
-        raise DatasetError(f"{name}: needs at least 2 images (1 gallery + probes), has {len(files)}")
-    gallery = next((f for f in files if FRONTAL_LIGHT in f.name), None)
-    if gallery is None:
-        angled = [(abs(a[0]) + abs(a[1]), f) for f in files if (a := light_angles(f.name)) is not None]
-        if not angled:
-            raise DatasetError(
-                f"{name}: no frontal-light image ({FRONTAL_LIGHT}) and no light angles in the file names"
-            )
-        gallery = min(angled)[1]
-    rest = [f for f in files if f != gallery]
-    rng = np.random.default_rng([int(seed), *name.encode("utf-8")])
-    take = min(int(n_probes), len(rest))
-    idx = np.sort(rng.choice(len(rest), size=take, replace=False))
-    return gallery, [rest[i] for i in idx]
-
-
 # ----------------------------------------------------------------------------- benchmark
 def run_baseline(
     data: str | Path,
@@ -178,7 +98,7 @@ def run_baseline(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from occluface.data.images import load_rgb
-    from occluface.eval.metrics import rank1_from_gallery
+    from occluface.bench.metrics import rank1_from_gallery
     from occluface.faces.chips import full_image_box
     from occluface.faces.embed import FaceEmbedder
     from occluface.faces.landmarks import landmarks68

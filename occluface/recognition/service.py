@@ -4,9 +4,9 @@ Every interface (CLI, REST API, web page, demo) goes through :class:`Recognizer`
 align, embed and threshold the same way. The pieces it wires together:
 
 decode (``occluface.data.images``) -> detect (``occluface.faces.detect``) -> the matcher
-(``occluface.matching``: one aligned chip per face, its mask state once, the embedding path that state picks,
-the calibrated thresholds of ``occluface.matching.thresholds``) -> gallery search (``occluface.gallery``) ->
-result; optionally the roll-call assignment (``occluface.rollcall``). Nothing here imports ``occluface.eval``:
+(``occluface.recognition.matchers``: one aligned chip per face, its mask state once, the embedding path that state picks,
+the calibrated thresholds of ``occluface.recognition.thresholds``) -> gallery search (``occluface.gallery``) ->
+result; optionally the roll-call assignment (``occluface.rollcall``). Nothing here imports ``occluface.bench``:
 benchmarks sit above the product.
 """
 
@@ -27,10 +27,10 @@ ImageSource = str | Path | bytes | np.ndarray
 DLIB_MODEL_VERSION = "dlib_face_recognition_resnet_model_v1"
 
 #: What the CLI, the REST API and the demo recognise with: the SFace matcher that erases the lower face of
-#: masked faces (``occluface.matching.sface``), chosen by a rule written before its held-out score
+#: masked faces (``occluface.recognition.sface``), chosen by a rule written before its held-out score
 #: (docs/results/openset-heldout): held-out LFW clean rank-1 99.4 % (dlib 95.0), masked 95.7-97.0 % on mask
 #: styles no tuning saw, 0.02 % of masked probes named wrong with a 1,000-person gallery. The earlier default,
-#: ``routed`` (``occluface.gallery.routing``), stays available as a reference.
+#: ``routed`` (``occluface.recognition.routed``), stays available as a reference.
 DEFAULT_MODEL = "sface-erase"
 
 
@@ -118,8 +118,8 @@ class Recognizer:
     ):
         from occluface.faces.detect import create_detector
         from occluface.faces.embed import FaceEmbedder
-        from occluface.matching import create_matcher, is_matcher
-        from occluface.matching.thresholds import load_thresholds
+        from occluface.recognition.matchers import create_matcher, is_matcher
+        from occluface.recognition.thresholds import load_thresholds
 
         self.gallery = gallery
         self.check_masks = check_masks
@@ -129,15 +129,15 @@ class Recognizer:
         self.routed = None
         self.matcher = None
         self.score_scale = 1.0
-        if is_matcher(model):  # occluface.matching: one chip, one mask call, one embedding path per face
+        if is_matcher(model):  # occluface.recognition.matchers: one chip, one mask call, one embedding path per face
             self.matcher = create_matcher(model)
             self.embedder = self.matcher.embedder
             self.model_id, self.model_version = self.matcher.model_id, self.matcher.version
             self.score_scale = self.matcher.score_scale
             self.thresholds = thresholds or self.matcher.thresholds
             return
-        if model == "routed":  # occluface.gallery.routing: dlib for bare faces, occluface_resnet for masked ones
-            from occluface.gallery.routing import RoutedMatcher
+        if model == "routed":  # occluface.recognition.routed: dlib for bare faces, occluface_resnet for masked ones
+            from occluface.recognition.routed import RoutedMatcher
 
             self.routed = RoutedMatcher()
             self.embedder = self.routed.dlib
@@ -146,7 +146,7 @@ class Recognizer:
             self.thresholds = thresholds or self.routed.bare_thresholds
             return
         if Path(str(model)).suffix == ".pt" and Path(str(model)).is_file():
-            from occluface.train.checkpoint import load_model
+            from occluface.models.checkpoint import load_model
 
             loaded = load_model(model)
             self.embedder = FaceEmbedder(model=loaded.backbone)
@@ -175,7 +175,7 @@ class Recognizer:
         if self.matcher is not None:
             return self.matcher.probe(image, faces)[0]
         if self.routed is not None:
-            from occluface.gallery.routing import is_masked, route_masked
+            from occluface.recognition.routed import is_masked, route_masked
 
             masked = route_masked(image, faces) if states is None else [is_masked(s) for s in states]
             return self.routed.probe_vectors(image, faces, masked)
@@ -225,9 +225,6 @@ class Recognizer:
             sources=labels,
             thumbnails=thumbs if thumbnails else None,
         )
-        from occluface.gallery.search import clear_search_cache
-
-        clear_search_cache(self.gallery)
         return {"name": name, "images": len(embeddings), "created": result.subject_created}
 
     def _check_versions(self, stored: dict) -> None:
@@ -346,7 +343,7 @@ class Recognizer:
         keep = [i for i, n in enumerate(names) if n in set(roster_names)]
         model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
         if self.matcher is not None:
-            from occluface.matching.sface import chips
+            from occluface.recognition.sface import chips
 
             emb = self.matcher.embed(chips(image, faces))  # plain SFace vectors: the space the model was fitted in
         elif self.routed is not None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from occluface.errors import CheckpointError, OccluFaceError
-from occluface.train.config import TrainConfig
+from occluface.models.config import TrainConfig
 
 __all__ = ["CHECKPOINT_KEYS", "save_checkpoint", "load_checkpoint", "LoadedModel", "load_model", "build_backbone"]
 

@@ -9,17 +9,14 @@ explicitly *uncalibrated* fallback that every report flags.
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from occluface.errors import DatasetError, OccluFaceError
 
-from occluface.matching.thresholds import (  # noqa: F401  (the product's own; re-exported for the lab)
+from occluface.recognition.thresholds import (  # noqa: F401  (the product's own; re-exported for the lab)
     SHIPPED_DIR,
     UNCALIBRATED_THRESHOLD,
     Thresholds,
@@ -120,7 +117,7 @@ def calibrate_folder(
     from occluface.data.folder import scan_folder
     from occluface.faces.detect import create_detector, pick_main_face
     from occluface.faces.embed import FaceEmbedder
-    from occluface.recognize import read_image
+    from occluface.recognition.service import read_image
 
     samples = scan_folder(data_dir)
     excluded = set(exclude)

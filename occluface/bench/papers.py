@@ -331,15 +331,15 @@ def _score(checkpoint: Path, folders: dict[str, Path], device: Any) -> dict[str,
     The same sample selection, embedding and metric functions as ``evaluate_checkpoint``, without its
     per-model figures (``occluface evaluate --checkpoint <run>/last.pt`` writes those when wanted).
     """
-    from occluface.eval.metrics import (
+    from occluface.bench.metrics import (
         MetricsError,
         make_pairs,
         pair_scores,
         rank1_identification,
         verification_metrics,
     )
-    from occluface.eval.report import embed_samples, select_samples
-    from occluface.train.checkpoint import load_model
+    from occluface.bench.report import embed_samples, select_samples
+    from occluface.models.checkpoint import load_model
 
     loaded = load_model(checkpoint, map_location=device)
     seed = loaded.config.seed
@@ -378,9 +378,9 @@ def _train_and_score(
     num_workers: int,
     progress: bool,
 ) -> dict[str, Any]:
-    from occluface.eval.report import run_summary
-    from occluface.train.checkpoint import build_backbone
-    from occluface.train.config import TrainConfig
+    from occluface.bench.report import run_summary
+    from occluface.models.checkpoint import build_backbone
+    from occluface.models.config import TrainConfig
     from occluface.train.distributed import DistInfo
     from occluface.train.trainer import Trainer
 
@@ -555,7 +555,7 @@ def _threads_text(n: int) -> str:
 
 def _observations(exp: dict[str, Any]) -> list[str]:
     """What the numbers say, in words: ordering, occluded vs clean, and whether they are above chance."""
-    from occluface.eval.curves import read_log, series
+    from occluface.bench.curves import read_log, series
 
     s = exp["settings"]
     occ, cln = s["occluded_label"], s["clean_label"]
@@ -635,8 +635,8 @@ def _bar_plot(result: dict[str, Any], out_png: Path) -> Path:
 
 def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | None = None) -> dict[str, Any]:
     """Write ``papers.md``, ``papers.json``, ``<experiment>_curves.png`` and ``accuracy.png`` into ``out_dir``."""
-    from occluface.eval.curves import plot_training_curves
-    from occluface.eval.report import to_jsonable
+    from occluface.bench.curves import plot_training_curves
+    from occluface.bench.report import to_jsonable
 
     out = Path(out_dir)
     try:

@@ -80,7 +80,7 @@ def train_command(
 
         torch.set_num_threads(threads)
 
-    from occluface.train.config import TrainConfig
+    from occluface.models.config import TrainConfig
     from occluface.train.trainer import train
 
     try:
@@ -158,7 +158,7 @@ def bench_baseline_command(
     out: Path = typer.Option(Path("reports/baseline"), "--out", help="Folder for baseline.md, baseline.json and baseline.png."),
 ) -> None:
     """Rank-1 of dlib's ResNet (one clean frontal-light gallery image per identity) on clean vs occluded probes."""
-    from occluface.eval.baseline import run_baseline, write_report
+    from occluface.bench.baseline import run_baseline, write_report
 
     kinds = [k.strip() for k in occlusion.split(",") if k.strip()]
     try:
@@ -259,7 +259,7 @@ def bench_accuracy_command(
         import torch
 
         torch.set_num_threads(threads)
-    from occluface.eval.accuracy import run_accuracy, write_report
+    from occluface.bench.accuracy import run_accuracy, write_report
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     kinds = [k.strip() for k in occlusion.split(",") if k.strip()]
@@ -299,8 +299,8 @@ def bench_openset_command(
     galleries, per mask style, and the same-mask impostor check."""
     import json
 
-    from occluface.eval.openset import calibrate, run_openset, write_report
-    from occluface.matching.thresholds import Thresholds, save_thresholds
+    from occluface.bench.openset import calibrate, run_openset, write_report
+    from occluface.recognition.thresholds import Thresholds, save_thresholds
 
     def ints(text: str) -> list[int]:
         try:
@@ -342,7 +342,7 @@ def evaluate_command(
     """Closed-set accuracy/P/R/F1, pair verification (ROC, TAR@FAR, 10-fold accuracy) and rank-1 of a checkpoint."""
     import json
 
-    from occluface.eval.report import SPLITS, evaluate_checkpoint
+    from occluface.bench.report import SPLITS, evaluate_checkpoint
 
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -397,7 +397,7 @@ def compare_command(
     labels: list[str] = typer.Option(None, "--label", help="Legend name per run, in order (repeat once per run)."),
 ) -> None:
     """Training curves of several runs on one figure plus a final/best test accuracy table."""
-    from occluface.eval.report import compare_runs
+    from occluface.bench.report import compare_runs
 
     try:
         result = compare_runs(runs, out, labels=labels or None)
@@ -425,7 +425,7 @@ def bench_rollcall_command(
     out: Path = typer.Option(Path("reports/rollcall"), "--out", help="Folder for rollcall.md, rollcall.json and the PNGs."),
 ) -> None:
     """Classroom roll-call: ER/UR of greedy per-face argmax vs global one-to-one assignment, clean vs masked."""
-    from occluface.rollcall.bench import run_rollcall_bench, write_report
+    from occluface.bench.rollcall import run_rollcall_bench, write_report
 
     models = [c.strip().lower() for c in confidence.split(",") if c.strip()]
     if masked_fraction > 0:
@@ -520,7 +520,7 @@ def bench_search_command(
     """Query latency (p50/p95/p99), build time, memory and recall@1 of exact numpy, FAISS flat and FAISS approximate search."""
     import shlex
 
-    from occluface.gallery.bench import run_search_bench, write_report
+    from occluface.bench.search import run_search_bench, write_report
 
     try:
         size_list = [int(s.replace("_", "")) for s in sizes.split(",") if s.strip()]
@@ -546,7 +546,7 @@ def bench_search_command(
 GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery file (default: under the user's data directory).",
                           envvar="OCCLUFACE_GALLERY")
 def _default_model() -> str:
-    from occluface.recognize import DEFAULT_MODEL
+    from occluface.recognition.service import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 
@@ -558,7 +558,7 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 def _recognizer(gallery, model, detector):
     from occluface.gallery.store import open_gallery
-    from occluface.recognize import Recognizer
+    from occluface.recognition.service import Recognizer
 
     return Recognizer(open_gallery(gallery), model=model, detector=detector)
 
@@ -635,7 +635,7 @@ def identify_command(
 ) -> None:
     """Who is in the photo: every face with its best matches, "unknown" below the calibrated threshold."""
     rec = _recognizer(gallery, model, detector)
-    from occluface.recognize import read_image
+    from occluface.recognition.service import read_image
 
     img = read_image(image)
     matches = rec.identify(image, k=top, image=img)
@@ -665,7 +665,7 @@ def _print_matches(title: str, matches, threshold: float) -> None:
 def _write_annotated(img, matches, out: Path) -> None:
     from PIL import Image
 
-    from occluface.recognize import annotate
+    from occluface.recognition.service import annotate
 
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(annotate(img, matches)).save(out)
@@ -681,7 +681,7 @@ def annotate_command(
     detector: str = DetectorOpt,
 ) -> None:
     """Write the photo with a box and a name on every face."""
-    from occluface.recognize import read_image
+    from occluface.recognition.service import read_image
 
     rec = _recognizer(gallery, model, detector)
     img = read_image(image)
@@ -809,13 +809,13 @@ def calibrate_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """Pick the similarity threshold from labelled photos and report its FAR/FRR there."""
-    from occluface.eval.calibration import (
+    from occluface.bench.calibration import (
         calibrate_folder, save_thresholds, shipped_thresholds_path, user_thresholds_path,
     )
 
     if model == "routed":
         fail("the routed matcher has two thresholds, one per path: use `occluface calibrate-routed`")
-    from occluface.matching import is_matcher
+    from occluface.recognition.matchers import is_matcher
 
     if is_matcher(model):
         fail(f"the {model} matcher is calibrated with masked impostors for the gate operating point: use "
@@ -856,8 +856,8 @@ def calibrate_routed_command(
         import torch
 
         torch.set_num_threads(threads)
-    from occluface.eval.calibration import save_thresholds, shipped_thresholds_path, user_thresholds_path
-    from occluface.eval.routing_calibration import calibrate_routed
+    from occluface.bench.calibration import save_thresholds, shipped_thresholds_path, user_thresholds_path
+    from occluface.bench.routing_calibration import calibrate_routed
 
     try:
         pair = calibrate_routed(data, people=people, seed=seed, target_far=target_far)
@@ -949,7 +949,7 @@ def bench_detect_command(
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Parallel single-threaded worker processes."),
 ) -> None:
     """Detection rate of each face detector on clean, synthetically masked and real masked faces."""
-    from occluface.eval.detection import run_detection_benchmark
+    from occluface.bench.detection import run_detection_benchmark
 
     names = [d.strip().lower() for d in detectors.split(",") if d.strip()]
     if not names:
@@ -975,7 +975,7 @@ def demo_command(
     from rich.table import Table
 
     if train:
-        from occluface.demo import run_training_demo
+        from occluface.cli.demo import run_training_demo
 
         results = run_training_demo(out / "training", epochs=epochs)
         table = Table(title="Training demo: bundled Yale B sample, split by image")
@@ -988,7 +988,7 @@ def demo_command(
         console.print(f"curves of both models: {out / 'training' / 'comparison' / 'curves.png'}")
         return
 
-    from occluface.demo import run_recognition_demo
+    from occluface.cli.demo import run_recognition_demo
 
     with console.status("enrolling the bundled roster and identifying its probes..."):
         res = run_recognition_demo(out)
@@ -1062,7 +1062,7 @@ def bench_speed_command(
     out: Path = typer.Option(Path("reports/speed"), "--out", help="Folder for speed.md, speed.json and speed.png."),
 ) -> None:
     """Faces/s and peak memory: dlib vs the PyTorch port (eager, channels-last, compile, ONNX Runtime, CUDA)."""
-    from occluface.eval.speed import default_backends, run_speed, write_report
+    from occluface.bench.speed import default_backends, run_speed, write_report
 
     names = [b.strip() for b in backends.split(",") if b.strip()] if backends else default_backends(compile=use_compile)
     names += [f"model:{m}" for m in model] + [f"checkpoint:{c.resolve()}" for c in checkpoint]
@@ -1112,7 +1112,7 @@ def bench_papers_command(
         import torch
 
         torch.set_num_threads(threads)
-    from occluface.eval.papers import run_papers, write_report
+    from occluface.bench.papers import run_papers, write_report
 
     def names(text: str | None) -> list[str] | None:
         return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
@@ -1225,9 +1225,9 @@ def train_maskcls_command(
 
     from occluface.maskcheck.calibrate import calibrate_weights
     from occluface.maskcheck.data import build_dataset
-    from occluface.maskcheck.evaluate import evaluate
+    from occluface.bench.maskcheck import evaluate
     from occluface.maskcheck.model import load_weights
-    from occluface.maskcheck.train import MaskTrainConfig, train
+    from occluface.train.maskcheck import MaskTrainConfig, train
 
     cfg = MaskTrainConfig(classes=classes, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                           weight_decay=weight_decay, schedule=schedule, augment=augment, label_smoothing=label_smoothing, balance=balance,
@@ -1313,7 +1313,7 @@ def bench_maskcls_command(
 ) -> None:
     """Confusion matrix, precision/recall/F1/accuracy on the held-out split and accuracy on never-seen sets."""
     from occluface.maskcheck.data import build_dataset
-    from occluface.maskcheck.evaluate import evaluate
+    from occluface.bench.maskcheck import evaluate
     from occluface.maskcheck.model import load_weights
 
     try:
@@ -1340,8 +1340,8 @@ def bench_maskcls_checks_command(
         import torch
 
         torch.set_num_threads(threads)
-    from occluface.gallery.routing import ROUTING_CLASSIFIER
-    from occluface.maskcheck.checks import gradcam_on_mask, harsh_light, render
+    from occluface.recognition.routed import ROUTING_CLASSIFIER
+    from occluface.bench.maskcheck_checks import gradcam_on_mask, harsh_light, render
     from occluface.maskcheck.data import yaleb_training_people
     from occluface.maskcheck.model import DEFAULT_WEIGHTS, load_weights
 
@@ -1380,7 +1380,7 @@ def bench_fuzz_command(
     """Fuzz image decoding and the API upload path for a bounded time; exit 1 if anything crashed."""
     import shlex
 
-    from occluface.fuzz import run_fuzz, write_report
+    from occluface.bench.fuzz import run_fuzz, write_report
 
     if runs is None and seconds is None:
         fail("give a bound: --runs N and/or --seconds S")
@@ -1423,7 +1423,7 @@ def bench_load_command(
     """Start `occluface serve` on 127.0.0.1, enrol two people, fire concurrent identify requests, report."""
     import shlex
 
-    from occluface.loadtest import run_load, write_report
+    from occluface.bench.loadtest import run_load, write_report
 
     try:
         result = run_load(requests=requests, seconds=seconds, concurrency=concurrency, detector=detector,
@@ -1477,7 +1477,7 @@ def train_masksynth_command(
     import shutil
 
     from occluface.data.masksynth.data import build_cache, mask_pictures
-    from occluface.data.masksynth.train import MaskSynthConfig, train
+    from occluface.train.masksynth import MaskSynthConfig, train
 
     cfg = MaskSynthConfig(loss=loss, pyconv=pyconv, width=width, gen_size=gen_size, critic_width=critic_width, steps=steps,
                           batch_size=batch_size, iters=iters, n_critic=n_critic or None, lr=lr or None, k=k, p=p, clip=clip,
@@ -1517,7 +1517,7 @@ def synth_eval_command(
 ) -> None:
     """Landmark overlay vs learned mask warps: SSIM, placement IoU, backbone stand-ins for LPIPS/IS, grid PNG."""
     from occluface.data.masksynth.data import build_cache
-    from occluface.data.masksynth.evaluate import evaluate
+    from occluface.bench.masksynth import evaluate
 
     try:
         with console.status("building / loading the 144x144 face-crop cache..."):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from occluface.data.masksynth.generator import save_generator
 from occluface.errors import CheckpointError, OccluFaceError
 
 #: Paper-faithful optimiser defaults per loss: (optimiser, lr, betas, critic steps per generator step).
@@ -146,42 +147,13 @@ class Batches:
         return face.to(self.device), mask.to(self.device), p0.to(self.device), real.to(self.device)
 
 
-def save_generator(path: str | Path, gen, meta: dict[str, Any]) -> Path:
-    """fp16 generator weights + what rebuilds it (config, loss, refinement steps, mask canvas box)."""
-    from occluface.train.checkpoint import save_checkpoint
-
-    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone() for k, v in gen.state_dict().items()}
-    return save_checkpoint(path, {"backbone": state, "generator": gen.config(), "meta": dict(meta)})
-
-
-def load_generator(path: str | Path):
-    """Rebuild a trained warp generator (eval mode, float32, CPU) from ``generator.pt`` or ``last.pt``."""
-    from occluface.data.masksynth.generator import WarpGenerator
-    from occluface.train.checkpoint import load_checkpoint
-
-    payload = load_checkpoint(path)
-    info = payload.get("generator")
-    if not isinstance(info, dict) or "width" not in info:
-        raise CheckpointError(f"{path}: not a mask-synthesis generator file (no 'generator' config)")
-    gen = WarpGenerator(int(info["width"]), bool(info["pyconv"]), int(info.get("size", 144)))
-    try:
-        gen.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["backbone"].items()})
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the generator ({str(exc).splitlines()[0]})") from None
-    gen.meta = dict(payload.get("meta") or {})
-    if "config" in payload and not gen.meta:
-        c = payload["config"]
-        gen.meta = {"loss": c.get("loss"), "steps": c.get("steps"), "iteration": payload.get("iteration")}
-    return gen.eval()
-
-
 def train(data: dict[str, np.ndarray], pictures: np.ndarray, out_dir: str | Path, cfg: MaskSynthConfig,
           *, progress: bool = True) -> dict[str, Any]:
     """Train (or resume from ``out_dir/last.pt``) up to ``cfg.iters`` generator steps; returns a summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from occluface.data.masksynth.losses import clip_weights, critic_loss, generator_loss
-    from occluface.train.checkpoint import load_checkpoint, save_checkpoint
+    from occluface.models.checkpoint import load_checkpoint, save_checkpoint
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

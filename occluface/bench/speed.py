@@ -28,11 +28,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from occluface.settings import REPO_DATA
 from occluface.errors import OccluFaceError
 
 __all__ = ["SpeedRow", "SpeedResult", "bundled_chips", "default_backends", "run_speed", "write_report"]
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = REPO_DATA
 
 
 @dataclass
@@ -229,9 +230,9 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         from occluface.data.images import load_rgb
-        from occluface.faces.detect import limit_threads
+        from occluface.runtime import limit_threads
         from occluface.gallery.store import open_gallery
-        from occluface.recognize import Recognizer
+        from occluface.recognition.service import Recognizer
 
         torch.set_num_threads(int(spec["threads"]))
         limit_threads(int(spec["threads"]))
@@ -264,7 +265,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     elif backend.startswith("dlib"):
         import dlib
 
-        from occluface.faces.model_files import dlib_model
+        from occluface.models.files import dlib_model
 
         net = dlib.face_recognition_model_v1(str(dlib_model("resnet")))
         chip_list = [np.ascontiguousarray(c) for c in chips]
@@ -284,7 +285,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         result["setup_s"] = time.perf_counter() - t_setup
         times = _time_passes(run_pass, repeats)
     elif backend == "routed-fast":
-        # The bare-face path of occluface.gallery.routing: the mask classifier, then both networks (a masked face
+        # The bare-face path of occluface.recognition.routed: the mask classifier, then both networks (a masked face
         # needs only one). The classifier gets the chip resized to 112x112 (at run time, its own aligned crop).
         import cv2
         import torch
@@ -295,7 +296,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
         nets = [create(name).eval().to(memory_format=torch.channels_last)
                 for name in ("dlib_resnet_torch", "occluface_resnet")]
-        from occluface.gallery.routing import ROUTING_CLASSIFIER
+        from occluface.recognition.routed import ROUTING_CLASSIFIER
 
         classifier = load_weights(ROUTING_CLASSIFIER).eval()
         small = np.stack([cv2.resize(c, (classifier.input_size,) * 2, interpolation=cv2.INTER_AREA) for c in chips])
@@ -335,7 +336,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
         device = "cuda" if "cuda" in backend else "cpu"
         if backend.startswith("checkpoint:"):
-            from occluface.train.checkpoint import load_model
+            from occluface.models.checkpoint import load_model
 
             model = load_model(backend[11:]).backbone
         elif backend.startswith("model:"):
@@ -400,7 +401,7 @@ def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(spec["threads"])
-    cmd = [sys.executable, "-m", "occluface.eval.speed", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "occluface.bench.speed", json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

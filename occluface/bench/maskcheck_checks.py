@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from occluface.settings import REPO_DATA
 from occluface.errors import DatasetError
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 CAM_MASKS = ("surgical", "kn95", "cloth")
 LIGHT_CONDITIONS = ("clean", "plain", "surgical", "kn95", "dust", "lowlight")
 
@@ -56,13 +56,13 @@ def gradcam_on_mask(model: Any, photos_dir: str | Path = REPO_DATA / "lfw", dete
 def harsh_light(model: Any, data: str | Path, probes_per_identity: int = 20, seed: int = 0) -> dict[str, Any]:
     """Share of the Yale B routing-check faces called masked, per condition (clean + occlusions)."""
     from occluface.data.images import load_rgb
-    from occluface.eval.accuracy import _yaleb_items
-    from occluface.eval.baseline import occlude
+    from occluface.bench.accuracy import _yaleb_items
+    from occluface.data.occlusion.core import occlude
     from occluface.faces.align import align_face
     from occluface.faces.landmarks import five_points, landmarks68
     from occluface.maskcheck.data import yaleb_training_people
     from occluface.maskcheck.model import predict_proba
-    from occluface.train.distill import face_box
+    from occluface.data.boxes import face_box
 
     root = Path(data)
     _, check = yaleb_training_people(root)

@@ -1,6 +1,6 @@
 """The recognition layer's matchers: how a detected face becomes a vector, which path it takes, and the
-threshold that decides a name. Below the service (``occluface.recognize``), above storage
-(``occluface.gallery``); it imports neither, nor anything of ``occluface.eval`` (the lab sits above).
+threshold that decides a name. Below the service (``occluface.recognition.service``), above storage
+(``occluface.gallery``); it imports neither, nor anything of ``occluface.bench`` (the lab sits above).
 
 Matchers are built by name (:func:`create_matcher`), like backbones and detectors."""
 
@@ -14,13 +14,13 @@ __all__ = ["create_matcher", "list_matchers", "is_matcher"]
 
 
 def _sface(**kw: Any):
-    from occluface.matching.sface import SFaceMatcher
+    from occluface.recognition.sface import SFaceMatcher
 
     return SFaceMatcher(erase=False, **kw)
 
 
 def _sface_erase(**kw: Any):
-    from occluface.matching.sface import SFaceMatcher
+    from occluface.recognition.sface import SFaceMatcher
 
     return SFaceMatcher(erase=True, **kw)
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from occluface.settings import REPO_DATA
 from occluface.errors import OccluFaceError
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+SAMPLES = REPO_DATA / "samples"
 HOST = "127.0.0.1"
 
 

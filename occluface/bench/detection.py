@@ -237,7 +237,7 @@ def is_hit(sample: Sample, faces: list) -> bool:
 
 def _init_worker(data: str, sizes: tuple[int, int, int], seed: int) -> None:
     """Each worker rebuilds the (seeded, hence identical) samples instead of receiving them pickled."""
-    from occluface.faces.detect import limit_threads
+    from occluface.runtime import limit_threads
 
     limit_threads(1)
     _WORKER["samples"] = build_samples(Path(data), *sizes, seed)[0]

@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from occluface.errors import OccluFaceError
-from occluface.matching.vectors import is_masked  # noqa: F401  (re-exported: the service and tests use it here)
-from occluface.matching.vectors import unit_rows as _unit
+from occluface.recognition.vectors import is_masked  # noqa: F401  (re-exported: the service and tests use it here)
+from occluface.recognition.vectors import unit_rows as _unit
 
 #: Synthetic masks drawn on an enrolment photo for the masked-path template (chosen on training identities).
 ENROL_MASKS: tuple[str, ...] = ("cloth", "mask")
@@ -53,7 +53,7 @@ BARE_ID, MASKED_ID = "routed", "routed_masked"
 def path_thresholds() -> tuple[object, float, bool]:
     """(the bare path's thresholds, the shift onto them of a masked-path score, whether both paths are
     calibrated): the shift is the bare minus the masked threshold, or 0 when either is uncalibrated."""
-    from occluface.matching.thresholds import load_thresholds
+    from occluface.recognition.thresholds import load_thresholds
 
     bare, masked = load_thresholds(BARE_ID), load_thresholds(MASKED_ID)
     calibrated = bare.source == "calibrated" and masked.source == "calibrated"

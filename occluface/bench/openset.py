@@ -61,7 +61,7 @@ class _Routed:
     id = "routed"
 
     def __init__(self):
-        from occluface.gallery.routing import RoutedMatcher
+        from occluface.recognition.routed import RoutedMatcher
 
         self.m = RoutedMatcher()
 
@@ -70,7 +70,7 @@ class _Routed:
         return g / np.linalg.norm(g)  # as the store keeps it
 
     def probe(self, image, face):
-        from occluface.gallery.routing import route_masked
+        from occluface.recognition.routed import route_masked
 
         masked = route_masked(image, [face])
         return self.m.probe_vectors(image, [face], masked)[0] * self.m.score_scale, bool(masked[0])
@@ -78,7 +78,7 @@ class _Routed:
 
 class _SFace:
     def __init__(self, erase: bool, erase_rows: Sequence[int] = ()):
-        from occluface.matching.sface import SFaceMatcher
+        from occluface.recognition.sface import SFaceMatcher
 
         self.m = SFaceMatcher(erase=erase)
         self.id = self.m.model_id
@@ -89,13 +89,13 @@ class _SFace:
 
     def probe(self, image, face):
         v, states = self.m.probe(image, [face])
-        from occluface.matching.sface import is_masked
+        from occluface.recognition.sface import is_masked
 
         return v[0] * self.m.score_scale, is_masked(states[0])
 
     def extra(self, image, face) -> dict[str, np.ndarray]:
         """Tuning only: plain SFace vectors of the chip erased from each candidate row."""
-        from occluface.matching.sface import chips, erase_lower
+        from occluface.recognition.sface import chips, erase_lower
 
         c = chips(image, [face])
         return {f"erase{r}": self.m.embed(erase_lower(c, r))[0] for r in self.erase_rows}
@@ -116,7 +116,8 @@ def _build(names: Sequence[str], erase_rows: Sequence[int]):
 
 
 def _init_worker(names, erase_rows, threads, detector="auto"):
-    from occluface.faces.detect import create_detector, limit_threads
+    from occluface.faces.detect import create_detector
+    from occluface.runtime import limit_threads
 
     limit_threads(threads)
     _WORKER["matchers"] = _build(names, erase_rows)
@@ -180,8 +181,8 @@ def _job(job: dict) -> dict:
 
 # ----------------------------------------------------------------------------- the people and photos
 def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_per_person: int):
-    from occluface.eval.baseline import list_identities, split_identity
-    from occluface.train.distill import heldout_identities
+    from occluface.data.identities import list_identities, split_identity
+    from occluface.data.identities import heldout_identities
 
     sets = []
     for ds, sub, n in (("lfw", "lfw_dev", lfw_n), ("yaleb", "yaleb", yaleb_n)):
@@ -211,7 +212,7 @@ def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_
 
 
 def _distractors(root: Path, n: int, exclude: set[str], seed: int) -> list[tuple[str, Path]]:
-    from occluface.eval.baseline import list_identities
+    from occluface.data.identities import list_identities
 
     out = []
     single = root / "lfw_single"
@@ -319,7 +320,7 @@ def run_openset(
     distr = _distractors(root, n_distr, held_lfw | {n for ds, names, _, _ in sets if ds == "lfw" for n in names}, seed)
     common = dict(names=matchers, erase_rows=tuple(erase_rows), workers=workers, threads=threads, progress=progress,
                   detector=detector)
-    from occluface.matching.thresholds import load_thresholds
+    from occluface.recognition.thresholds import load_thresholds
 
     versions = [detector] + [load_thresholds(m).to_dict() for m in matchers] + (
         [load_thresholds("sface-erase_masked").to_dict(), load_thresholds("routed_masked").to_dict()])
@@ -422,7 +423,7 @@ def _score(jobs, res, matchers, conditions, distractors, gallery_sizes, rng, sm_
 
 
 def _threshold(m: str) -> float:
-    from occluface.matching.thresholds import load_thresholds
+    from occluface.recognition.thresholds import load_thresholds
 
     return float(load_thresholds(m).identify)
 
@@ -555,7 +556,7 @@ def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | No
     if result.get("split") != "tuning" or "_raw" not in result:
         raise OccluFaceError("calibration needs a tuning-split run kept with keep_raw=True (never the held-out one)")
     if "sface-erase" in result["matchers"]:
-        from occluface.matching.sface import ERASE_FROM
+        from occluface.recognition.sface import ERASE_FROM
 
         erase_from = ERASE_FROM if erase_from is None else int(erase_from)
         if "sface" not in result["matchers"] or erase_from not in result.get("erase_rows", []):
@@ -563,7 +564,7 @@ def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | No
                                  "(its paths are scored from plain SFace vectors, whatever offset is shipped now)")
     out: dict[str, dict[str, Any]] = {}
     conds = ["clean", *result["styles"]]
-    from occluface.eval.calibration import threshold_at_far
+    from occluface.bench.calibration import threshold_at_far
 
     for m in [m for m in result["matchers"] if m in ("sface", "sface-erase")]:
         if m == "sface":

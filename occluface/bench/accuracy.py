@@ -6,7 +6,7 @@ be judged on identities no model was trained on, with every model seeing byte-id
 Protocols (all identities are the seeded held-out sets of `occluface.train.distill.heldout_identities`, the
 ones the fine-tuning run excluded; the model's shipped metadata is checked against them):
 
-- **Yale B** (`yaleb/`): the baseline protocol of `occluface.eval.baseline` -- gallery = the frontal-light
+- **Yale B** (`yaleb/`): the baseline protocol of `occluface.bench.baseline` -- gallery = the frontal-light
   image of each identity, probes = a seeded sample of up to `probes_per_identity` of its other images,
   face box = the whole tight crop.
 - **LFW** (`lfw_dev/`, or `lfw/` in the bundled sample): gallery = each person's first image (sorted), probes
@@ -18,7 +18,7 @@ closed-set rank-1 against the clean gallery; verification AUC and TAR@FAR=1e-3 o
 (genuine = same person). No shared folder holds real masked photos with identity labels (`rwmfd_masked/` and
 `mask_cls/with_mask/` are unlabelled), so real masked faces cannot be scored here; the report says so.
 
-`routed` (`occluface.gallery.routing`) is a matcher rather than a network: each probe goes down its bare path
+`routed` (`occluface.recognition.routed`) is a matcher rather than a network: each probe goes down its bare path
 (dlib's network with `occluface_resnet`) or its masked path (`occluface_resnet` against masked enrolment
 templates) as the routing classifier calls it bare or masked; the share sent each way is reported.
 
@@ -84,7 +84,7 @@ class _Model:
 def shipped_threshold(model_id: str) -> float | None:
     """The verification threshold shipped for ``model_id`` (None when it ships none or is uncalibrated): the
     benchmark reports the FAR and FRR an operator gets with it on people it was not calibrated on."""
-    from occluface.eval.calibration import load_thresholds, shipped_thresholds_path
+    from occluface.bench.calibration import load_thresholds, shipped_thresholds_path
 
     path = shipped_thresholds_path(model_id)
     if not path.is_file():
@@ -93,7 +93,7 @@ def shipped_threshold(model_id: str) -> float | None:
     return float(th.verify) if th.source == "calibrated" else None
 
 
-#: The mask-routed matcher (`occluface.gallery.routing`) as a compared "model".
+#: The mask-routed matcher (`occluface.recognition.routed`) as a compared "model".
 ROUTED = "routed"
 
 
@@ -104,7 +104,7 @@ class _Routed:
     clean_spec, masked_spec = "dlib_resnet", "occluface_resnet"
 
     def __init__(self, compared: list[_Model], exact_dlib: bool, device: str, flip: bool = False):
-        from occluface.gallery.routing import ENROL_MASKS, ROUTING_CLASSIFIER, path_thresholds
+        from occluface.recognition.routed import ENROL_MASKS, ROUTING_CLASSIFIER, path_thresholds
         from occluface.maskcheck.model import load_weights
 
         by_label = {m.label: m for m in compared}
@@ -125,7 +125,7 @@ class _Routed:
                                     "threshold serves both" if calibrated else "unshifted: the paths are not calibrated"))
 
     def score(self, embed, maskcrops, g_lab, p_lab, conditions) -> dict[str, dict[str, Any]]:
-        from occluface.gallery.routing import masked_template, routed_vectors
+        from occluface.recognition.routed import masked_template, routed_vectors
         from occluface.maskcheck.model import predict_proba
 
         template = masked_template([embed(self.masked, "gallery")]
@@ -148,7 +148,7 @@ def _with_ratios(rows: dict[str, dict[str, Any]], conditions: Sequence[str]) -> 
 
 
 def _yaleb_items(folder: Path, names: Sequence[str], probes: int, seed: int) -> list[tuple[str, Path, bool]]:
-    from occluface.eval.baseline import list_identities, split_identity
+    from occluface.data.identities import list_identities, split_identity
 
     ids = list_identities(folder)
     items = []
@@ -160,7 +160,7 @@ def _yaleb_items(folder: Path, names: Sequence[str], probes: int, seed: int) -> 
 
 
 def _lfw_items(folder: Path, names: Sequence[str]) -> list[tuple[str, Path, bool]]:
-    from occluface.eval.baseline import list_identities
+    from occluface.data.identities import list_identities
 
     ids = list_identities(folder)
     items = []
@@ -174,7 +174,7 @@ def _lfw_items(folder: Path, names: Sequence[str]) -> list[tuple[str, Path, bool
 def _pick_identities(ids, n: int, seed: int, salt: str, identities: str) -> list[str]:
     """The evaluation people: the seeded held-out set, or (``identities="training"``) as many people drawn,
     seeded, from the ones the fine-tuning trained on."""
-    from occluface.train.distill import heldout_identities
+    from occluface.data.identities import heldout_identities
 
     held = heldout_identities(ids, n, seed, salt=salt)
     if identities == HELDOUT:
@@ -186,7 +186,7 @@ def _pick_identities(ids, n: int, seed: int, salt: str, identities: str) -> list
 def _datasets(root: Path, yaleb_holdout: int, lfw_holdout: int, probes: int, seed: int, lfw_people: int | None,
               identities: str = HELDOUT):
     """[(dataset name, source salt, items)] for the evaluation identities found under root."""
-    from occluface.eval.baseline import list_identities
+    from occluface.data.identities import list_identities
 
     if identities not in IDENTITY_SETS:
         raise OccluFaceError(f"identities must be one of {', '.join(IDENTITY_SETS)}, got {identities!r}")
@@ -216,7 +216,7 @@ def _datasets(root: Path, yaleb_holdout: int, lfw_holdout: int, probes: int, see
 
 def _metrics(gallery: np.ndarray, g_lab: np.ndarray, probes: np.ndarray, p_lab: np.ndarray,
              threshold: float | None = None) -> dict[str, Any]:
-    from occluface.eval.metrics import rank1_from_gallery, verification_metrics
+    from occluface.bench.metrics import rank1_from_gallery, verification_metrics
 
     r = rank1_from_gallery(gallery, g_lab, probes, p_lab)
     scores = probes @ gallery.T
@@ -248,11 +248,11 @@ def _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task, enrol
     ArcFace-aligned crop for the mask classifier (``chips["maskcrop"]``), landmarks re-fitted on the occluded
     image as the chip is."""
     from occluface.data.images import load_rgb
-    from occluface.eval.baseline import occlude
+    from occluface.data.occlusion.core import occlude
     from occluface.faces.align import align_face
     from occluface.faces.landmarks import five_points, landmarks68
-    from occluface.gallery.routing import enrol_mask_images
-    from occluface.train.distill import face_box
+    from occluface.recognition.routed import enrol_mask_images
+    from occluface.data.boxes import face_box
 
     g_lab, p_lab = [], []
     chips: dict[str, dict[str, list[np.ndarray]]] = {
@@ -318,7 +318,7 @@ def run_accuracy(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from occluface.eval.baseline import _check_kinds
+    from occluface.bench.baseline import _check_kinds
     from occluface.faces.chips import dlib_chip
 
     root = Path(data)
