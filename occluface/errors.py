@@ -1,4 +1,9 @@
-"""Errors that reach users: each names the file or setting at fault and what is wrong with it."""
+"""The one error hierarchy: everything a user can be told derives from :class:`OccluFaceError`, and each names
+the file, setting or subject at fault and what is wrong with it. The CLI prints them as one line (exit 2), the
+API turns them into ``{"error": ...}`` with a 4xx status (``ImageError`` 422, ``UnknownSubjectError`` 404,
+the rest 400); anything else is a bug (500, never with a traceback to the client).
+
+Narrower errors of one module (``MetricsError``, ``LogError``, ``DlibFormatError``) derive from these."""
 
 from __future__ import annotations
 
@@ -24,3 +29,27 @@ class DatasetError(OccluFaceError):
 
 class CheckpointError(OccluFaceError):
     """A checkpoint file is missing, truncated or was written by an incompatible model."""
+
+
+class NoFaceError(OccluFaceError):
+    """An image that must show a face (enrolment, verification, a face-anchored occlusion) has none found."""
+
+
+class GalleryError(OccluFaceError):
+    """The gallery file or an operation on it is unusable (not a gallery, newer schema, closed store...)."""
+
+
+class UnknownSubjectError(GalleryError):
+    """A subject name that is not enrolled was asked for strictly."""
+
+    def __init__(self, name: str, where: str = ""):
+        self.name = name
+        super().__init__(f"{where + ': ' if where else ''}no enrolled subject named {name!r}")
+
+
+class DuplicateSubjectError(GalleryError):
+    """``add_subject`` was asked to create a subject that already exists."""
+
+
+class EmbeddingError(GalleryError):
+    """Embeddings offered for enrolment or search are malformed (shape, dtype, NaN/inf, zero, dimension)."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from pathlib import Path
 
+from occluface.io import write_json
 from occluface.errors import OccluFaceError
 
 PREFIX = "ocf_"
@@ -64,10 +64,6 @@ class KeyStore:
             raise OccluFaceError("no keys file given to store the new key in")
         key = new_key()
         self.hashes[name] = hash_key(key)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"keys": [{"name": n, "sha256": h} for n, h in self.hashes.items()]}, fh, indent=2)
-        os.replace(tmp, self.path)
+        write_json(self.path, {"keys": [{"name": n, "sha256": h} for n, h in self.hashes.items()]},
+                   permissions=0o600)  # owner-only: the hashes still name who may enrol
         return key

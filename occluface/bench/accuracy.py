@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.io import save_npz
 from occluface.errors import DatasetError, OccluFaceError
 
 __all__ = ["DEFAULT_KINDS", "MASK_KINDS", "IDENTITY_SETS", "run_accuracy", "write_report", "bar_check"]
@@ -375,12 +376,9 @@ def run_accuracy(
                 g_lab, p_lab, chips = _make_chips(items, chippers, conditions, kinds, seed, salt, bar, task,
                                                   enrol_kinds, mask_size)
                 if cache_file is not None:
-                    cache_file.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cache_file.with_suffix(".tmp.npz")
-                    np.savez(tmp, g_lab=np.asarray(g_lab), p_lab=np.asarray(p_lab),
+                    save_npz(cache_file, g_lab=np.asarray(g_lab), p_lab=np.asarray(p_lab),
                              **{f"chips_{c}": np.stack(v) for c, v in chips["dlib"].items()},
                              **{f"maskcrop_{c}": np.stack(v) for c, v in chips.get("maskcrop", {}).items()})
-                    tmp.replace(cache_file)
             g_lab_a, p_lab_a = np.asarray(g_lab), np.asarray(p_lab)
             per_model = {}
             eval_ids = sorted(set(g_lab))

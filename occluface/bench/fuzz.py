@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from occluface.io import write_json
 from occluface.settings import REPO_DATA
 from occluface.errors import ImageError, OccluFaceError
 
@@ -285,9 +286,7 @@ def _atheris_child(target: str, detector: str, instrument: bool, stats_path: Pat
     state = {"n": 0, "last": 0.0}
 
     def dump() -> None:
-        tmp = stats_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"inputs": state["n"], "outcomes": counts}))
-        os.replace(tmp, stats_path)
+        write_json(stats_path, {"inputs": state["n"], "outcomes": counts}, indent=None)
 
     def one_input(data: bytes) -> None:
         state["n"] += 1

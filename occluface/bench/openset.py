@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.io import atomic_write
 from occluface.errors import DatasetError, OccluFaceError
 
 MATCHERS: tuple[str, ...] = ("dlib_resnet", "routed", "sface", "sface-erase")
@@ -257,11 +258,8 @@ def _run_jobs(jobs, names, erase_rows, workers, threads, bar_label, progress, ca
     if cache_file is not None:
         import pickle
 
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_write(cache_file, "wb") as fh:
             pickle.dump(results, fh)
-        tmp.replace(cache_file)
     return results
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.io import atomic_write, write_json
 from occluface.errors import DatasetError, OccluFaceError
 
 __all__ = [
@@ -219,10 +219,9 @@ def _save_image(image: np.ndarray, path: Path) -> None:
     grey = image.ndim == 2 or bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
     pil = Image.fromarray(image[..., 0] if grey and image.ndim == 3 else image)
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    tmp = path.with_name(f".{path.name}.tmp")
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
-    pil.save(tmp, format=fmt, **kwargs)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        pil.save(fh, format=fmt, **kwargs)
 
 
 def occlusion_cache(
@@ -296,9 +295,7 @@ def occlusion_cache(
             counts["occluded" if changed else "unchanged"] += 1
             _save_image(out, target)
             bar.advance(task)
-    tmp = manifest.with_name(".cache.json.tmp")
-    tmp.write_text(json.dumps({"key": key, "counts": counts}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)
+    write_json(manifest, {"key": key, "counts": counts})
     return {**counts, "dir": str(dst), "reused": False}
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from occluface.io import write_bytes
 from occluface.errors import DatasetError, OccluFaceError
 
 SKIPPED_CSV = "skipped.csv"
@@ -78,14 +78,7 @@ def write_skipped(dst: Path, skipped: list[tuple[str, str]]) -> Path:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes(path, payload)
 
 
 # ----------------------------------------------------------------------------- per-image work

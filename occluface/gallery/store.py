@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from occluface.errors import OccluFaceError
+from occluface.errors import (  # noqa: F401  (the gallery's errors, importable from here too)
+    DuplicateSubjectError,
+    EmbeddingError,
+    GalleryError,
+    OccluFaceError,
+    UnknownSubjectError,
+)
 
 #: Bump when the schema changes; older files are migrated in ``_ensure_schema``, newer ones are refused.
 SCHEMA_VERSION = 1
@@ -38,26 +44,6 @@ MAX_NAME_LENGTH = 256
 #: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
 GALLERY_FILENAME = "gallery.sqlite3"
-
-
-class GalleryError(OccluFaceError):
-    """The gallery file or an operation on it is unusable (not a gallery, newer schema, closed store...)."""
-
-
-class UnknownSubjectError(GalleryError):
-    """A subject name that is not enrolled was asked for strictly."""
-
-    def __init__(self, name: str, where: str = ""):
-        self.name = name
-        super().__init__(f"{where + ': ' if where else ''}no enrolled subject named {name!r}")
-
-
-class DuplicateSubjectError(GalleryError):
-    """``add_subject`` was asked to create a subject that already exists."""
-
-
-class EmbeddingError(GalleryError):
-    """Embeddings offered for enrolment or search are malformed (shape, dtype, NaN/inf, zero, dimension)."""
 
 
 @dataclass(frozen=True)

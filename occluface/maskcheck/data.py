@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.io import save_npz
 from occluface.errors import DatasetError, OccluFaceError
 
 CROP = 112
@@ -419,10 +420,7 @@ def crop_part(root: Path, records: list[Record], part: Path, *, seed: int, synth
 
 
 def _save_npz(path: Path, data: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
+    save_npz(path, **data)
 
 
 def build_parts(root: str | Path, cache: str | Path, sources: tuple[str, ...] | None = None, *, seed: int = 0,

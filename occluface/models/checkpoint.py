@@ -7,9 +7,7 @@ leaves the previous checkpoint untouched (a half-written ``last.pt`` would other
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from occluface.errors import CheckpointError, OccluFaceError
+from occluface.io import atomic_write
 from occluface.models.config import TrainConfig
 
 __all__ = ["CHECKPOINT_KEYS", "save_checkpoint", "load_checkpoint", "LoadedModel", "load_model", "build_backbone"]
@@ -36,41 +35,14 @@ CHECKPOINT_KEYS = (
 )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomically write ``payload`` to ``path`` (temp file + fsync + os.replace); returns the path."""
+    """Atomically write ``payload`` to ``path`` (:func:`occluface.io.atomic_write`); returns the path."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot create its folder ({exc})") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(path, "wb") as fh:
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, RuntimeError, pickle.PicklingError, TypeError)):
-            raise CheckpointError(f"{path}: could not write checkpoint ({exc})") from exc
-        raise
-    try:  # make the rename itself durable; not possible on every platform/filesystem
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    except (OSError, RuntimeError, pickle.PicklingError, TypeError) as exc:
+        raise CheckpointError(f"{path}: could not write checkpoint ({exc})") from exc
     return path
 
 

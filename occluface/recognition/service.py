@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from occluface.errors import ImageError, OccluFaceError
+from occluface.errors import ImageError, NoFaceError, OccluFaceError
 
 ImageSource = str | Path | bytes | np.ndarray
 
@@ -32,10 +32,6 @@ DLIB_MODEL_VERSION = "dlib_face_recognition_resnet_model_v1"
 #: styles no tuning saw, 0.02 % of masked probes named wrong with a 1,000-person gallery. The earlier default,
 #: ``routed`` (``occluface.recognition.routed``), stays available as a reference.
 DEFAULT_MODEL = "sface-erase"
-
-
-class NoFaceError(OccluFaceError):
-    """An image that must contain a face (enrolment, verification) has none the detector can find."""
 
 
 @dataclass

@@ -9,11 +9,11 @@ calibration shipped in the package, else an explicitly *uncalibrated* fallback t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from occluface.io import write_json
 from occluface.errors import OccluFaceError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "thresholds"
@@ -62,12 +62,7 @@ def shipped_thresholds_path(model_id: str) -> Path:
 
 def save_thresholds(th: Thresholds, path: str | Path) -> Path:
     """Write atomically so a crash never leaves a half-written calibration behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(th.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, th.to_dict())
 
 
 def load_thresholds(model_id: str, path: str | Path | None = None) -> Thresholds:

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.io import save_npy, save_npz, write_text
 from occluface.data.boxes import face_box
 from occluface.data.identities import heldout_identities, list_identities
 from occluface.errors import CheckpointError, DatasetError, OccluFaceError
@@ -213,27 +212,6 @@ def make_chips(image: np.ndarray, source: str, kinds: Sequence[str], seed: int) 
     return clean, np.stack(occ), used
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _teacher(device: str = "cpu"):
     from occluface.models.dlib_port import DlibResNetTorch
@@ -280,7 +258,7 @@ def prepare(data: str | Path, cache: str | Path, cfg: DistillConfig, *, progress
                 f"{cache}: holds a cache made with other data settings or faces; use a new --out folder"
             )
     else:
-        _atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+        write_text(manifest_path, json.dumps(manifest, indent=1))
     n_shards = math.ceil(len(faces) / cfg.shard_size)
     todo = [k for k in range(n_shards) if not (cache / f"shard_{k:05d}.meta.npz").exists()]
     if todo:
@@ -309,12 +287,9 @@ def prepare(data: str | Path, cache: str | Path, cfg: DistillConfig, *, progress
                     kinds.append(used)
                     bar.advance(task)
                 teacher_emb = embed(teacher, chips[:, 0], cfg.device)
-                _atomic_save_npy(cache / f"shard_{k:05d}.chips.npy", chips)
-                meta = cache / f"shard_{k:05d}.meta.npz"
-                fd, tmp = tempfile.mkstemp(prefix=".meta.", suffix=".npz", dir=cache)
-                os.close(fd)
-                np.savez(tmp, teacher=teacher_emb, kinds=np.asarray(kinds, dtype="U16"))
-                os.replace(tmp, meta)  # written last: its presence marks the shard complete
+                save_npy(cache / f"shard_{k:05d}.chips.npy", chips)
+                # written last: its presence marks the shard complete
+                save_npz(cache / f"shard_{k:05d}.meta.npz", teacher=teacher_emb, kinds=np.asarray(kinds, dtype="U16"))
     return manifest
 
 
@@ -455,7 +430,7 @@ def cache_frozen_features(data: "DistillData", cache: str | Path, model, device:
                         x = _to_input(flat[b : b + 64], device)
                         parts.append(frozen_forward(model, x).half().cpu().numpy())
                 feats = np.concatenate(parts)
-                _atomic_save_npy(path, feats.reshape(n, v, *feats.shape[1:]))
+                save_npy(path, feats.reshape(n, v, *feats.shape[1:]))
             out.append(np.load(path, mmap_mode="r"))
             bar.advance(task)
     return out
@@ -469,7 +444,7 @@ def mirrored_teacher(data: "DistillData", cache: str | Path, device: str = "cpu"
     if not path.exists():
         teacher = _teacher(device)
         parts = [embed(teacher, np.ascontiguousarray(np.asarray(shard[:, 0])[:, :, ::-1]), device) for shard in data.shards]
-        _atomic_save_npy(path, np.concatenate(parts).astype(np.float32))
+        save_npy(path, np.concatenate(parts).astype(np.float32))
     out = np.load(path)
     if out.shape != data.teacher.shape:
         raise DatasetError(f"{path}: {out.shape[0]} mirrored targets for {len(data)} faces; delete it to recompute")

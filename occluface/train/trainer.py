@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from occluface.io import write_json
 from occluface.data.augment import build_transform
 from occluface.data.folder import FaceFolderDataset, Sample, classes_of, scan_folder, split_samples
 from occluface.errors import CheckpointError, DatasetError, ImageError, OccluFaceError
@@ -111,9 +112,7 @@ class _JsonLog:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, data)
 
 
 class Trainer:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.io import save_npz
 from occluface.errors import DatasetError, ImageError, OccluFaceError
 
 FACE = 144
@@ -140,10 +141,7 @@ def _part_path(cache: Path, source: str) -> Path:
 
 
 def _save_npz(path: Path, data: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
+    save_npz(path, **data)
 
 
 def crop_source(root: Path, source: str, files: list[tuple[Path, str]], *, seed: int = 0, jitter: bool = True,

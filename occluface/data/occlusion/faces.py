@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from occluface.errors import OccluFaceError
+from occluface.errors import NoFaceError, OccluFaceError
 
 #: HOG box centre = eye midpoint + _T * (mouth midpoint - eye midpoint);
 #: side = _K * (eye-mouth distance + inter-ocular distance) / 2  (40 LFW faces, std 0.1 / 0.18).
@@ -28,10 +28,6 @@ TIGHT_BOX = (-0.06, 0.0, 1.06, 0.97)
 _CACHE: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
 _CACHE_SIZE = 256
 _LOCK = threading.Lock()
-
-
-class NoFaceError(OccluFaceError):
-    """No face could be found in an image that a face-anchored occlusion needs."""
 
 
 def box_from_points(eyes_mid: np.ndarray, mouth_mid: np.ndarray, inter_ocular: float) -> np.ndarray:
