@@ -107,7 +107,7 @@ def test_routed_vectors_of_the_service_score_on_one_scale(routed):
     g = g / np.linalg.norm(g, axis=1, keepdims=True)
     bare, masked = (routed.embed_faces(image, [face], [{"label": lab}]) for lab in ("unmasked", "masked"))
     np.testing.assert_allclose([np.linalg.norm(bare), np.linalg.norm(masked)], 1.0, atol=1e-5)
-    m = routed.routed
+    m = routed.matcher
     # the same photo as probe: bare path = mean of two cosines of 1; masked path = cosine to its template + offset
     assert float((bare @ g.T)[0, 0]) * m.score_scale == pytest.approx(1.0, abs=1e-4)
     assert float((masked @ g.T)[0, 0]) * m.score_scale < 1.0 + m.offset + 1e-4
@@ -119,7 +119,7 @@ def test_routed_rollcall_uses_one_embedding_space_and_names_both(routed):
     out = routed.rollcall(SAMPLES / "fr_two_people_obama_biden.jpg")
     assert sorted(out["present"]) == ["Biden", "Obama"] and out["absent"] == []
     with pytest.raises(OccluFaceError, match="columns"):
-        routed.routed.tuned_part(np.zeros((2, 5), np.float32))
+        routed.matcher.tuned_part(np.zeros((2, 5), np.float32))
 
 
 def test_speed_bench_measures_the_routed_path(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from occluface.errors import CheckpointError, OccluFaceError
-from occluface.models.registry import register
+from occluface.models.registry import Weights, register
 
 __all__ = ["WEIGHTS", "NAME", "build_finetuned", "load_delta", "weights_meta"]
 
@@ -86,6 +86,7 @@ def build_finetuned(weights: str | Path | None = None):
     NAME,
     default_input_size=(150, 150),
     description="dlib's ResNet fine-tuned on occluded faces (self-distillation; 128-d, 150x150 dlib chips, [0,1])",
+    weights=Weights(chip="dlib", fingerprint=lambda: f"{NAME}:{weights_fingerprint()}", thresholds=NAME),
 )
 def _build(
     embedding_size: int = 128,

@@ -24,7 +24,10 @@ from torch import nn
 
 from occluface.errors import OccluFaceError
 from occluface.models.files import dlib_model
-from occluface.models.registry import check_batch, register
+from occluface.models.registry import Weights, check_batch, register
+
+#: Stored with every dlib enrolment (the model file never changes).
+MODEL_VERSION = "dlib_face_recognition_resnet_model_v1"
 
 __all__ = ["DlibResNet", "load_dlib_resnet", "EMBEDDING_SIZE", "INPUT_SIZE"]
 
@@ -104,6 +107,7 @@ class DlibResNet(nn.Module):
     "dlib_resnet",
     default_input_size=INPUT_SIZE,
     description="dlib's pretrained ResNet-29 (128-d, 150x150 dlib chips, RGB in [0,1]); frozen baseline/teacher",
+    weights=Weights(chip="dlib", fingerprint=lambda: MODEL_VERSION, thresholds="dlib_resnet"),
 )
 def _build(embedding_size: int = EMBEDDING_SIZE, input_size: tuple[int, int] = INPUT_SIZE, num_jitters: int = 0):
     """Pretrained dlib ResNet; its size is fixed, so only 128-d outputs and 150x150 inputs are possible."""

@@ -17,7 +17,8 @@ from occluface.errors import OccluFaceError
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-__all__ = ["register", "create", "list_models", "model_info", "normalize_input_size", "check_batch", "ModelSpec"]
+__all__ = ["register", "create", "list_models", "model_info", "model_weights", "normalize_input_size", "check_batch",
+           "ModelSpec", "Weights"]
 
 # Modules whose import registers the built-in backbones (imported on first lookup).
 BUILTIN_MODULES: tuple[str, ...] = (
@@ -33,6 +34,20 @@ BUILTIN_MODULES: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
+class Weights:
+    """The shipped weights of a backbone, described once (torchvision's ``Weights`` idea): the chip they
+    expect, a fingerprint stored with every enrolment (vectors of two fingerprints never meet), and the name of
+    their calibrated thresholds (``occluface.recognition.thresholds``)."""
+
+    chip: str  # "dlib" (150 px dlib chip) or "arcface" (112 px 5-point alignment)
+    fingerprint: Callable[[], str]
+    thresholds: str
+
+    def version(self) -> str:
+        return str(self.fingerprint())
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What the registry knows about one backbone without building it."""
 
@@ -40,6 +55,7 @@ class ModelSpec:
     factory: Callable[..., Any]
     default_input_size: tuple[int, int]
     description: str
+    weights: Weights | None = None  # None: no shipped weights (trainable architectures)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -65,7 +81,7 @@ def normalize_input_size(size: int | tuple[int, int] | list[int] | None, default
 
 
 def register(
-    name: str, *, default_input_size: int | tuple[int, int] = 112, description: str = ""
+    name: str, *, default_input_size: int | tuple[int, int] = 112, description: str = "", weights: Weights | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a factory `(embedding_size, input_size, **kwargs) -> nn.Module` under `name`.
 
@@ -78,7 +94,7 @@ def register(
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         desc = description or (factory.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[key] = ModelSpec(key, factory, size, desc)
+        _REGISTRY[key] = ModelSpec(key, factory, size, desc, weights)
         return factory
 
     return decorator
@@ -133,6 +149,11 @@ def list_models() -> list[str]:
 def _natural_key(name: str) -> list[Any]:
     """resnet18 < resnet34 < resnet101: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def model_weights(name: str) -> Weights | None:
+    """The shipped weights' description of a registered model (None for architectures without weights)."""
+    return _spec(name).weights
 
 
 def model_info(name: str) -> dict[str, Any]:

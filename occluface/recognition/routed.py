@@ -192,10 +192,34 @@ class RoutedMatcher:
         gallery = routed_gallery(d, t, masked_template(variants))
         return np.concatenate([gallery, np.zeros((len(faces), 1), np.float32)], 1)  # the probes' padding slot
 
-    def probe_vectors(self, image: np.ndarray, faces: Sequence, masked: Sequence[bool]) -> np.ndarray:
-        """One packed unit vector per probe face, on the path its mask call picks."""
+    def probe_vectors(self, image: np.ndarray, faces: Sequence, masked: Sequence[bool] | None = None) -> np.ndarray:
+        """One packed unit vector per probe face, on the path its mask call picks (the routing classifier's when
+        ``masked`` is not given)."""
         if not faces:
             return np.zeros((0, self.embedding_size), np.float32)
+        if masked is None:
+            masked = route_masked(image, faces)
         probes = routed_probes(masked, *self.embeddings(image, faces), self.offset)
         pad = np.sqrt(np.maximum(self.radius ** 2 - (probes.astype(np.float64) ** 2).sum(1, keepdims=True), 0.0))
         return (np.concatenate([probes, pad.astype(np.float32)], 1) / self.radius).astype(np.float32)
+
+    # ------------------------------------------------------------ the matcher interface of the service
+    @property
+    def thresholds(self):
+        return self.bare_thresholds
+
+    def enrol_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
+        return self.gallery_vectors(image, faces)
+
+    def probe(self, image: np.ndarray, faces: Sequence, *, masks: bool = True) -> tuple[np.ndarray, list]:
+        """(probe vectors on the path the routing classifier picks, the shipped mask classifier's reported states)."""
+        from occluface.recognition.network import reported_mask_states
+
+        states = reported_mask_states(image, faces) if masks else [None] * len(faces)
+        return self.probe_vectors(image, faces), states
+
+    def rollcall_space(self, gallery_vectors: np.ndarray) -> np.ndarray:
+        return self.tuned_part(gallery_vectors)
+
+    def rollcall_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
+        return self.tuned_embeddings(image, faces)

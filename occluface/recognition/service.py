@@ -23,15 +23,10 @@ from occluface.errors import ImageError, NoFaceError, OccluFaceError
 
 ImageSource = str | Path | bytes | np.ndarray
 
-#: Version string stored with dlib-baseline embeddings (the model file never changes).
-DLIB_MODEL_VERSION = "dlib_face_recognition_resnet_model_v1"
+from occluface.recognition.matchers import DEFAULT_MATCHER
 
-#: What the CLI, the REST API and the demo recognise with: the SFace matcher that erases the lower face of
-#: masked faces (``occluface.recognition.sface``), chosen by a rule written before its held-out score
-#: (docs/results/openset-heldout): held-out LFW clean rank-1 99.4 % (dlib 95.0), masked 95.7-97.0 % on mask
-#: styles no tuning saw, 0.02 % of masked probes named wrong with a 1,000-person gallery. The earlier default,
-#: ``routed`` (``occluface.recognition.routed``), stays available as a reference.
-DEFAULT_MODEL = "sface-erase"
+#: The matcher the CLI, the REST API and the demo use (see :data:`occluface.recognition.matchers.DEFAULT_MATCHER`).
+DEFAULT_MODEL = DEFAULT_MATCHER
 
 
 @dataclass
@@ -96,11 +91,11 @@ def _source_name(source: ImageSource, index: int) -> str:
 
 
 class Recognizer:
-    """Detect, embed and match faces against one gallery with one embedding model.
+    """Detect, embed and match faces against one gallery with one matcher.
 
-    ``model`` is a matcher (``"sface-erase"``, the default :data:`DEFAULT_MODEL`, or ``"sface"``), ``"routed"``, a
-    registry name or a training checkpoint path;
-    thresholds come from the model's calibration file unless given.
+    ``model`` is anything :func:`occluface.recognition.matchers.create_matcher` builds: a registered matcher
+    (``"sface-erase"``, the default :data:`DEFAULT_MODEL`; ``"sface"``; ``"routed"``), a backbone of the model
+    registry, or a training checkpoint path. Thresholds come from the matcher's calibration unless given.
     """
 
     def __init__(
@@ -112,81 +107,33 @@ class Recognizer:
         thresholds: Any = None,
         check_masks: bool = True,
     ):
-        from occluface.faces.detect import create_detector
-        from occluface.faces.embed import FaceEmbedder
+        from occluface.faces.detect import DEFAULT_DETECTOR, create_detector
         from occluface.recognition.matchers import create_matcher, is_matcher
-        from occluface.recognition.thresholds import load_thresholds
 
         self.gallery = gallery
         self.check_masks = check_masks
-        from occluface.faces.detect import DEFAULT_DETECTOR
-
         self.detector = create_detector(detector or DEFAULT_DETECTOR)
-        self.routed = None
-        self.matcher = None
-        self.score_scale = 1.0
-        if is_matcher(model):  # occluface.recognition.matchers: one chip, one mask call, one embedding path per face
-            self.matcher = create_matcher(model)
-            self.embedder = self.matcher.embedder
-            self.model_id, self.model_version = self.matcher.model_id, self.matcher.version
-            self.score_scale = self.matcher.score_scale
-            self.thresholds = thresholds or self.matcher.thresholds
-            return
-        if model == "routed":  # occluface.recognition.routed: dlib for bare faces, occluface_resnet for masked ones
-            from occluface.recognition.routed import RoutedMatcher
-
-            self.routed = RoutedMatcher()
-            self.embedder = self.routed.dlib
-            self.model_id, self.model_version = self.routed.model_id, self.routed.version
-            self.score_scale = self.routed.score_scale  # search cosines -> path scores (the thresholds' scale)
-            self.thresholds = thresholds or self.routed.bare_thresholds
-            return
-        if Path(str(model)).suffix == ".pt" and Path(str(model)).is_file():
-            from occluface.models.checkpoint import load_model
-
-            loaded = load_model(model)
-            self.embedder = FaceEmbedder(model=loaded.backbone)
-            self.model_id = f"{loaded.config.model}@{Path(model).resolve().parent.name}"
-            self.model_version = str(loaded.config.to_dict().get("seed", 0)) + ":" + Path(model).name
-        else:
-            self.embedder = FaceEmbedder(model)
-            self.model_id = model
-            if model == "dlib_resnet":
-                self.model_version = DLIB_MODEL_VERSION
-            elif model == "occluface_resnet":
-                from occluface.models.dlib_finetuned import weights_fingerprint
-
-                self.model_version = f"occluface_resnet:{weights_fingerprint()}"
-            else:
-                self.model_version = "untrained"
-        self.thresholds = thresholds or load_thresholds(self.model_id)
+        self.matcher = create_matcher(model) if is_matcher(model) else create_matcher(model, thresholds=thresholds)
+        self.embedder = getattr(self.matcher, "embedder", None)
+        self.model_id, self.model_version = self.matcher.model_id, self.matcher.version
+        self.score_scale = self.matcher.score_scale  # search cosines -> path scores (the thresholds' scale)
+        self.thresholds = thresholds or self.matcher.thresholds
 
     # ------------------------------------------------------------------ faces
     def detect(self, image: np.ndarray) -> list:
         return self.detector.detect(image)
 
     def embed_faces(self, image: np.ndarray, faces: Sequence, states: Sequence | None = None) -> np.ndarray:
-        """N x D unit embeddings of the given detected (probe) faces, one batch through the model; the routed
-        matcher sends each face down the path its mask state (``states``, else the routing classifier's) picks."""
-        if self.matcher is not None:
-            return self.matcher.probe(image, faces)[0]
-        if self.routed is not None:
-            from occluface.recognition.routed import is_masked, route_masked
+        """N x D probe vectors of the given detected faces; ``states`` (mask states) pick the paths of matchers
+        that have several, else the matcher's own mask call does."""
+        from occluface.recognition.vectors import is_masked
 
-            masked = route_masked(image, faces) if states is None else [is_masked(s) for s in states]
-            return self.routed.probe_vectors(image, faces, masked)
-        if not faces:
-            return np.zeros((0, self.embedder.embedding_size), dtype=np.float32)
-        chips = [self.embedder.chip(image, f.box, f.landmarks) for f in faces]
-        return self.embedder.embed_chips(chips)
+        masked = None if states is None else [is_masked(s) for s in states]
+        return self.matcher.probe_vectors(image, faces, masked)
 
     def enrol_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
         """What the gallery stores for enrolment faces (the routed and erase matchers' differ from their probes')."""
-        if self.matcher is not None:
-            return self.matcher.enrol_vectors(image, faces)
-        if self.routed is not None:
-            return self.routed.gallery_vectors(image, faces)
-        return self.embed_faces(image, faces)
+        return self.matcher.enrol_vectors(image, faces)
 
     def main_face(self, image: np.ndarray, name: str):
         from occluface.faces.detect import pick_main_face
@@ -250,12 +197,7 @@ class Recognizer:
                 f"pass --model {sorted(stored)[0]} or enrol the people again with {self.model_id}"
             )
         self._check_versions(stored)
-        if self.matcher is not None:  # the mask state comes with the vectors: one classifier call per face
-            emb, states = self.matcher.probe(image, faces)
-            states = states if self.check_masks else [None] * len(faces)
-        else:
-            emb = self.embed_faces(image, faces)
-            states = self.mask_states(image, faces)
+        emb, states = self.matcher.probe(image, faces, masks=self.check_masks)  # the mask state comes with the vectors
         if self.model_id in stored:
             results = search_gallery_batch(self.gallery, self.model_id, emb, k)
         else:
@@ -278,14 +220,6 @@ class Recognizer:
             )
         return matches
 
-    def mask_states(self, image: np.ndarray, faces: Sequence) -> list[dict[str, Any] | None]:
-        """Whether each face wears a mask ({"label", "prob"}), from the shipped mask classifier."""
-        if not self.check_masks or not faces:
-            return [None] * len(faces)
-        from occluface.maskcheck.predict import predict_mask_state
-
-        return [{"label": s["label"], "prob": round(float(s["prob"]), 4)} for s in predict_mask_state(image, list(faces))]
-
     def verify(self, a: ImageSource, b: ImageSource, *, names: Sequence[str] | None = None) -> Verification:
         """Same person or not, from the main face of each photo, with the threshold used.
 
@@ -299,8 +233,7 @@ class Recognizer:
             # routed: the first photo is the reference (enrolment vector), the second the probe
             embs.append((self.enrol_vectors(image, [face]) if i == 0 else self.embed_faces(image, [face]))[0])
             boxes.append([float(v) for v in face.box])
-        if self.routed is not None or self.matcher is not None:
-            embs[0] = embs[0] / np.linalg.norm(embs[0])  # as the store keeps it: the threshold's scale
+        embs[0] = embs[0] / np.linalg.norm(embs[0])  # as the store keeps it: the threshold's scale
         sim = float(np.dot(embs[0], embs[1])) * self.score_scale
         thr = self.thresholds.verify
         return Verification(same=sim >= thr, similarity=sim, threshold=thr, boxes=boxes)
@@ -321,10 +254,8 @@ class Recognizer:
 
         self._check_versions(self.gallery.models())
         matrix, names = self.gallery.embeddings(self.model_id)
-        if self.routed is not None:  # confidence models are fitted on enrolment vectors: use the tuned part of both
-            matrix = self.routed.tuned_part(matrix)
-        elif self.matcher is not None:
-            matrix = self.matcher.bare_part(matrix)
+        # confidence models are fitted on enrolment vectors: the matcher's one space for enrolments and probes
+        matrix = self.matcher.rollcall_space(matrix) if len(names) else matrix
         if not names:
             raise OccluFaceError("the gallery has no enrolled subjects for this model; enrol the roster first")
         roster_names = sorted(set(names)) if roster is None else list(dict.fromkeys(roster))
@@ -338,14 +269,7 @@ class Recognizer:
                     "threshold": threshold, "note": "no faces found"}
         keep = [i for i, n in enumerate(names) if n in set(roster_names)]
         model = make_confidence(confidence).fit(matrix[keep], [names[i] for i in keep])
-        if self.matcher is not None:
-            from occluface.recognition.sface import chips
-
-            emb = self.matcher.embed(chips(image, faces))  # plain SFace vectors: the space the model was fitted in
-        elif self.routed is not None:
-            emb = self.routed.tuned_embeddings(image, faces)  # the space the confidence model was fitted in
-        else:
-            emb = self.embed_faces(image, faces)
+        emb = self.matcher.rollcall_vectors(image, faces)  # the space the confidence model was fitted in
         result = rollcall(emb, model, roster_names, threshold=threshold, method=method,
                           boxes=[f.box.tolist() for f in faces])
         out = result.to_dict()

@@ -121,13 +121,25 @@ class SFaceMatcher:
     def enrol_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
         return self.gallery_from_chips(chips(image, faces))
 
-    def probe(self, image: np.ndarray, faces: Sequence) -> tuple[np.ndarray, list[dict]]:
-        """(probe vectors, mask states) of the faces: one chip each, one mask call each."""
+    def probe(self, image: np.ndarray, faces: Sequence, *, masks: bool = True) -> tuple[np.ndarray, list]:
+        """(probe vectors, mask states) of the faces: one chip each, one mask call each (the call picks the path,
+        so it is made even when ``masks`` is False; it is then not reported)."""
         c = chips(image, faces)
         states = self.mask_states(c)
-        return self.probes_from_chips(c, [is_masked(s) for s in states]), states
+        vectors = self.probes_from_chips(c, [is_masked(s) for s in states])
+        return vectors, (states if masks else [None] * len(faces))
 
-    def bare_part(self, gallery_vectors: np.ndarray) -> np.ndarray:
+    def probe_vectors(self, image: np.ndarray, faces: Sequence, masked: Sequence[bool] | None = None) -> np.ndarray:
+        """Probe vectors on the given paths (``masked``), or on the paths the classifier picks."""
+        if masked is None:
+            return self.probe(image, faces)[0]
+        return self.probes_from_chips(chips(image, faces), masked)
+
+    def rollcall_space(self, gallery_vectors: np.ndarray) -> np.ndarray:
         """The plain SFace embeddings inside stored gallery vectors (roll-call's confidence space)."""
         g = np.asarray(gallery_vectors, np.float32)
         return _unit(g[:, :128]) if self.erase else _unit(g)
+
+    def rollcall_vectors(self, image: np.ndarray, faces: Sequence) -> np.ndarray:
+        """Plain SFace vectors of the faces: the space :meth:`rollcall_space` puts the gallery in."""
+        return self.embed(chips(image, faces))
