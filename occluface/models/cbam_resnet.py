@@ -18,7 +18,7 @@ from torchvision.models import resnet as tv_resnet
 
 from occluface.errors import OccluFaceError
 from occluface.models.attention import CBAM
-from occluface.models.registry import register
+from occluface.models.registry import register_depths
 from occluface.models.resnet import ResNet
 
 __all__ = ["CBAMBottleneck", "CBAMResNet", "cbam_block", "STAGES"]
@@ -69,36 +69,8 @@ class CBAMResNet(ResNet):
         super().__init__(cbam_block(reduction, kernel_size), layers, dropout=dropout, **kwargs)
 
 
-def _factory(depth: int):
-    def build(
-        embedding_size: int,
-        input_size: tuple[int, int],
-        *,
-        dropout: float = 0.5,
-        reduction: int = 16,
-        kernel_size: int = 7,
-        variant: str = "v1",
-        zero_init_residual: bool = False,
-    ) -> CBAMResNet:
-        return CBAMResNet(
-            STAGES[depth],
-            reduction=reduction,
-            kernel_size=kernel_size,
-            dropout=dropout,
-            embedding_size=embedding_size,
-            input_size=input_size,
-            variant=variant,
-            zero_init_residual=zero_init_residual,
-            name=f"cbam_resnet{depth}",
-        )
-
-    build.__name__ = f"cbam_resnet{depth}"
-    return build
-
-
-for _depth in STAGES:
-    register(
-        f"cbam_resnet{_depth}",
-        default_input_size=224,
-        description=f"Coal-mine improved ResNet: {STAGES[_depth]} CBAM bottlenecks, BN, Dropout(0.5) before FC",
-    )(_factory(_depth))
+register_depths(
+    "cbam_resnet", STAGES, CBAMResNet, default_input_size=224,
+    options=dict(dropout=0.5, reduction=16, kernel_size=7, variant="v1", zero_init_residual=False),
+    describe=lambda d: f"Coal-mine improved ResNet: {STAGES[d]} CBAM bottlenecks, BN, Dropout(0.5) before FC",
+)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from occluface.errors import OccluFaceError
-from occluface.models.registry import check_batch, register
+from occluface.models.registry import check_batch, register_depths
 
 __all__ = ["IBasicBlock", "IResNetBase", "IResNet", "STAGES", "downsampled", "conv3x3"]
 
@@ -137,26 +137,7 @@ class IResNet(IResNetBase):
         super().__init__(layers, _ibasic, **kwargs)
 
 
-def _factory(depth: int):
-    def build(
-        embedding_size: int, input_size: tuple[int, int], *, dropout: float = 0.0, zero_init_residual: bool = False
-    ) -> IResNet:
-        return IResNet(
-            STAGES[depth],
-            embedding_size=embedding_size,
-            input_size=input_size,
-            dropout=dropout,
-            zero_init_residual=zero_init_residual,
-            name=f"iresnet{depth}",
-        )
-
-    build.__name__ = f"iresnet{depth}"
-    return build
-
-
-for _depth in STAGES:
-    register(
-        f"iresnet{_depth}",
-        default_input_size=112,
-        description=f"IResNet-{_depth} (insightface ArcFace backbone), IBasic stages {STAGES[_depth]}",
-    )(_factory(_depth))
+register_depths(
+    "iresnet", STAGES, IResNet, default_input_size=112, options=dict(dropout=0.0, zero_init_residual=False),
+    describe=lambda d: f"IResNet-{d} (insightface ArcFace backbone), IBasic stages {STAGES[d]}",
+)

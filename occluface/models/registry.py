@@ -17,7 +17,7 @@ from occluface.errors import OccluFaceError
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-__all__ = ["register", "create", "list_models", "model_info", "model_weights", "normalize_input_size", "check_batch",
+__all__ = ["register", "register_depths", "create", "list_models", "model_info", "model_weights", "normalize_input_size", "check_batch",
            "ModelSpec", "Weights"]
 
 # Modules whose import registers the built-in backbones (imported on first lookup).
@@ -98,6 +98,34 @@ def register(
         return factory
 
     return decorator
+
+
+def register_depths(
+    prefix: str,
+    stages: dict[int, Any],
+    make: Callable[..., Any],
+    *,
+    options: dict[str, Any],
+    default_input_size: int | tuple[int, int],
+    describe: Callable[[int], str],
+) -> None:
+    """Register one architecture family at every depth: ``prefix + depth`` builds ``make(stages[depth],
+    embedding_size=..., input_size=..., name=..., **options)``. ``options`` are the keyword options the family
+    takes, with their defaults (the factory's signature shows them, so unknown options are refused by name)."""
+    signature = inspect.Signature(
+        [inspect.Parameter("embedding_size", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+         inspect.Parameter("input_size", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in options.items()]
+    )
+    for depth, stage in stages.items():
+        name = f"{prefix}{depth}"
+
+        def build(embedding_size: int, input_size: tuple[int, int], _stage: Any = stage, _name: str = name, **kwargs: Any):
+            return make(_stage, embedding_size=embedding_size, input_size=input_size, name=_name, **{**options, **kwargs})
+
+        build.__name__ = name
+        build.__signature__ = signature  # type: ignore[attr-defined]
+        register(name, default_input_size=default_input_size, description=describe(depth))(build)
 
 
 def _load_builtins() -> None:

@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from occluface.errors import OccluFaceError
-from occluface.models.registry import check_batch, register
+from occluface.models.registry import check_batch, register_depths
 
 __all__ = ["ResNet", "VARIANTS", "LAYERS"]
 
@@ -115,39 +115,13 @@ def move_stride_to_first_conv(model: nn.Module) -> int:
     return changed
 
 
-def _factory(depth: int):
-    block, layers = LAYERS[depth]
-    kind = "basic blocks" if block is tv_resnet.BasicBlock else "bottlenecks"
-
-    def build(
-        embedding_size: int,
-        input_size: tuple[int, int],
-        *,
-        dropout: float = 0.0,
-        variant: str = "v1",
-        zero_init_residual: bool = False,
-        width: int = 64,
-    ) -> ResNet:
-        return ResNet(
-            block,
-            layers,
-            embedding_size=embedding_size,
-            input_size=input_size,
-            dropout=dropout,
-            variant=variant,
-            zero_init_residual=zero_init_residual,
-            width=width,
-            name=f"resnet{depth}",
-        )
-
-    build.__name__ = f"resnet{depth}"
-    build.__doc__ = f"ResNet-{depth} ({kind} {layers}); kwargs: dropout=0.0, variant='v1'|'v1.5', zero_init_residual, width=64."
-    return build
+def _resnet(stage: tuple[type[nn.Module], list[int]], **kwargs) -> ResNet:
+    block, layers = stage
+    return ResNet(block, layers, **kwargs)
 
 
-for _depth in LAYERS:
-    register(
-        f"resnet{_depth}",
-        default_input_size=224,
-        description=f"Original ResNet-{_depth} (He et al. 2016), GAP -> Dropout -> FC embedding",
-    )(_factory(_depth))
+register_depths(
+    "resnet", LAYERS, _resnet, default_input_size=224,
+    options=dict(dropout=0.0, variant="v1", zero_init_residual=False, width=64),
+    describe=lambda d: f"Original ResNet-{d} (He et al. 2016), GAP -> Dropout -> FC embedding",
+)

@@ -25,7 +25,7 @@ from torch import nn
 from occluface.errors import OccluFaceError
 from occluface.models.attention import FReLU, SEModule
 from occluface.models.iresnet import IBasicBlock, IResNetBase, conv3x3
-from occluface.models.registry import register
+from occluface.models.registry import register_depths
 
 __all__ = ["RelPosMHSA", "SEIBasicF", "IBSABlock", "MBConv", "IBTBlock", "ResSaNet", "STAGES"]
 
@@ -161,36 +161,8 @@ class ResSaNet(IResNetBase):
         super().__init__(layers, make_block, **kwargs)
 
 
-def _factory(depth: int):
-    def build(
-        embedding_size: int,
-        input_size: tuple[int, int],
-        *,
-        dropout: float = 0.0,
-        heads: int = 4,
-        expansion: int = 3,
-        se_reduction: int = 4,
-        zero_init_residual: bool = False,
-    ) -> ResSaNet:
-        return ResSaNet(
-            STAGES[depth],
-            heads=heads,
-            expansion=expansion,
-            se_reduction=se_reduction,
-            embedding_size=embedding_size,
-            input_size=input_size,
-            dropout=dropout,
-            zero_init_residual=zero_init_residual,
-            name=f"ressanet{depth}",
-        )
-
-    build.__name__ = f"ressanet{depth}"
-    return build
-
-
-for _depth in STAGES:
-    register(
-        f"ressanet{_depth}",
-        default_input_size=112,
-        description=f"ResSaNet-{_depth}: IResNet + SE-IBasic_F stages 2-3 + IBT (MHSA+MBConv) stage 4",
-    )(_factory(_depth))
+register_depths(
+    "ressanet", STAGES, ResSaNet, default_input_size=112,
+    options=dict(dropout=0.0, heads=4, expansion=3, se_reduction=4, zero_init_residual=False),
+    describe=lambda d: f"ResSaNet-{d}: IResNet + SE-IBasic_F stages 2-3 + IBT (MHSA+MBConv) stage 4",
+)
