@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "save_npy", "save_npz"]
+__all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "save_npy", "save_npz", "load_npz"]
 
 
 def _umask() -> int:
@@ -91,9 +91,22 @@ def save_npy(path: str | Path, array: Any) -> Path:
     return Path(path)
 
 
-def save_npz(path: str | Path, **arrays: Any) -> Path:
+def save_npz(path: str | Path, /, **arrays: Any) -> Path:
     import numpy as np
 
     with atomic_write(path, "wb", suffix=".npz") as fh:
         np.savez(fh, **arrays)
     return Path(path)
+
+
+def load_npz(path: str | Path, what: str = "cache") -> dict[str, Any]:
+    """Every array of an ``.npz`` file as a dict; a clear error naming the file when it cannot be read."""
+    import numpy as np
+
+    from occluface.errors import DatasetError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable {what} ({exc}); delete it to rebuild") from None

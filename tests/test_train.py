@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from occluface.errors import CheckpointError, ImageError, OccluFaceError
 from occluface.models import registry
-from occluface.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from occluface.models.checkpoint import CHECKPOINT_KEYS, load_checkpoint, load_model, save_checkpoint
 from occluface.models.config import TrainConfig
 from occluface.train.trainer import train
 

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.io import save_npz
 from occluface.errors import DatasetError, OccluFaceError
 
@@ -317,7 +318,6 @@ def run_accuracy(
     `cache`: a folder where the (model-independent) dlib chips of each dataset are kept, keyed by the
     probes, kinds and seed, so comparing another model later only re-runs the networks.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from occluface.bench.baseline import _check_kinds
     from occluface.faces.chips import dlib_chip
@@ -348,10 +348,7 @@ def run_accuracy(
     started = time.perf_counter()
     results: dict[str, Any] = {}
     warnings: list[str] = []
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-        TimeRemainingColumn(), disable=not progress,
-    ) as bar:
+    with progress_bar(progress) as bar:
         for ds_name, salt, items in sets:
             who = "held-out" if identities == HELDOUT else "training"
             task = bar.add_task(f"{ds_name}: {len({i[0] for i in items})} {who} people", total=len(items))

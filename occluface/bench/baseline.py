@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.data.identities import FRONTAL_LIGHT, light_subset, list_identities, split_identity
 from occluface.errors import DatasetError, OccluFaceError
 
@@ -95,7 +96,6 @@ def run_baseline(
     `identities=N` uses the first N identity folders (sorted) that have at least 2 images. Pass a ready
     `FaceEmbedder` as `embedder` to measure a trained occluface model under exactly the same protocol.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from occluface.data.images import load_rgb
     from occluface.bench.metrics import rank1_from_gallery
@@ -131,15 +131,7 @@ def run_baseline(
     probe_subset: list[str] = []
     started = time.perf_counter()
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("probes"),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=False,
-    ) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"{model} on {len(names)} identities", total=n_probes)
         for id_index, name in enumerate(names):
             gallery, probes = splits[name]

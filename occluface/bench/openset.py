@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.io import atomic_write
 from occluface.errors import DatasetError, OccluFaceError
 
@@ -235,11 +236,8 @@ def _run_jobs(jobs, names, erase_rows, workers, threads, bar_label, progress, ca
             import pickle
 
             return pickle.load(fh)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     results = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(bar_label, total=len(jobs))
         if workers > 1:
             import multiprocessing as mp

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.io import atomic_write, write_json
 from occluface.errors import DatasetError, OccluFaceError
 
@@ -239,7 +240,6 @@ def occlusion_cache(
     seeded by ``(seed, relative path)``, so a file's occlusion never depends on order or on resuming. An image
     without a findable face is kept unchanged and counted. Returns ``{"dir", "occluded", "unchanged", ...}``.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from occluface.data.folder import classes_of, scan_folder
     from occluface.data.images import load_rgb
@@ -268,8 +268,7 @@ def occlusion_cache(
             pass  # a damaged manifest: rebuild it (finished files are still skipped)
     dst.mkdir(parents=True, exist_ok=True)
     counts = {"occluded": 0, "unchanged": 0, "already_cached": 0, "total": len(samples)}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=True) as bar:
+    with progress_bar(progress, transient=True) as bar:
         task = bar.add_task(f"occluding ({'+'.join(kinds)})", total=len(samples))
         for s in samples:
             rel = s.path.relative_to(src)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.errors import DatasetError, OccluFaceError
 from occluface.bench.metrics import (
     MetricsError,
@@ -111,7 +112,6 @@ def embed_samples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised embeddings and classifier logits for every sample, in order."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from torch.utils.data import DataLoader
 
     from occluface.data.augment import build_transform
@@ -126,14 +126,7 @@ def embed_samples(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
     )
     embs, logits = [], []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    ) as bar:
+    with progress_bar(progress, transient=True) as bar:
         task = bar.add_task(f"embedding {len(samples)} images", total=len(samples))
         with torch.inference_mode():
             for images, _ in loader:

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.errors import DatasetError, OccluFaceError
 from occluface.rollcall.assign import METHODS, rollcall
 from occluface.rollcall.compose import ComposedImage, compose_group, default_face_box
@@ -126,7 +127,6 @@ def run_rollcall_bench(
         "keeping one for testing) plus the mirror image of each chip",
     ]
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     boxes_cache: dict[Path, tuple] = {}
 
@@ -135,8 +135,7 @@ def run_rollcall_bench(
             boxes_cache[path] = default_face_box(img)
         return boxes_cache[path]
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=True) as bar:
+    with progress_bar(progress, transient=True) as bar:
         n_enrol = sum(len(v) for v in enrol.values())
         task = bar.add_task("enrolling roster", total=n_enrol)
         chips, labels, groups = [], [], []

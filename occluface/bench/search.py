@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.gallery.search import ExactIndex, FaissIndex, VectorIndex, make_index
 
 #: Issue targets (2 cores): p99 latency per gallery size, and recall@1 against exact search.
@@ -109,7 +110,6 @@ def run_search_bench(
 ) -> dict[str, Any]:
     """Benchmark exact numpy, FAISS flat and the approximate FAISS kinds at each gallery size."""
     import faiss
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     for kind in approx:
         if kind not in ("hnsw", "ivf"):
@@ -119,16 +119,7 @@ def run_search_bench(
     n_steps = len(sizes) * (2 + len(approx))
     with ExitStack() as stack:
         _limit_threads(stack, threads)
-        bar = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                disable=not progress,
-                transient=True,
-            )
-        )
+        bar = stack.enter_context(progress_bar(progress, transient=True, elapsed=True))
         task = bar.add_task("search bench", total=n_steps * n_queries)
         for n in sizes:
             bar.update(task, description=f"{n:,} x {dim}: generating")

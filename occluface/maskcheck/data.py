@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from occluface.io import save_npz
+from occluface.io import load_npz, save_npz
 from occluface.errors import DatasetError, OccluFaceError
 
 CROP = 112
@@ -470,11 +470,7 @@ def build_dataset(
     """
     root, cache = Path(root), Path(cache)
     if cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{cache}: unreadable dataset cache ({exc}); delete it to rebuild") from None
+        data = load_npz(cache, "dataset cache")
         if int(data.get("version", np.array(0))) == CACHE_VERSION:
             if bool(data.get("partial", False)) and not allow_partial:
                 data = None  # made from interrupted parts: resume them and assemble again

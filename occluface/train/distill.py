@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.progress import progress_bar
 from occluface.io import save_npy, save_npz, write_text
 from occluface.data.boxes import face_box
 from occluface.data.identities import heldout_identities, list_identities
@@ -408,15 +409,13 @@ def cache_frozen_features(data: "DistillData", cache: str | Path, model, device:
     not the mirror of its output, so they need their own files).
     """
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     cache = Path(cache)
     k = model.frozen_blocks
     out = []
     label = "frozen features (mirrored)" if mirror else "frozen features"
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress) as bar:
-        task = bar.add_task("feats", total=len(data.shards))
+    with progress_bar(progress) as bar:
+        task = bar.add_task(label, total=len(data.shards))
         for s, shard in enumerate(data.shards):
             path = cache / f"shard_{s:05d}.frozen{k}{'.mirror' if mirror else ''}.npy"
             if not path.exists():

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from occluface.io import save_npz
+from occluface.io import load_npz, save_npz
 from occluface.errors import DatasetError, ImageError, OccluFaceError
 
 FACE = 144
@@ -210,11 +210,7 @@ def build_cache(root: str | Path, cache: str | Path, *, seed: int = 0, lfw: int 
     group, split, yaw, source). ``max_per_source`` keeps a seeded subset of each source (small runs)."""
     root, cache = Path(root), Path(cache)
     if cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{cache}: unreadable crop cache ({exc}); delete it to rebuild") from None
+        data = load_npz(cache, "crop cache")
         if int(data.get("version", -1)) == CACHE_VERSION and int(data.get("seed", -1)) == seed:
             return data
         raise DatasetError(f"{cache}: built by another version or seed; delete it or pass another --cache")
