@@ -85,7 +85,7 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_run_writes_table_json_and_curves(tiny_run):
     root, result, paths = tiny_run
-    md = paths["md"].read_text(encoding="utf-8")
+    md = paths["markdown"].read_text(encoding="utf-8")
     data = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert [e["key"] for e in data["experiments"]] == ["coal", "mask"]
     mask = data["experiments"][1]
@@ -105,7 +105,7 @@ def test_tiny_run_writes_table_json_and_curves(tiny_run):
     assert mask["n_identities"] == 2 and mask["n_test"] == 2 and mask["n_train"] == 18
     assert data["experiments"][0]["n_test"] == 4  # 80/20 for the coal-mine paper
     for name in ("coal_curves.png", "mask_curves.png", "accuracy.png"):
-        png = paths["md"].parent / name
+        png = paths["markdown"].parent / name
         assert png.is_file() and Image.open(png).size[0] > 300
         assert f"]({name})" in md
     assert "No GPU was lent" in md and "occluface bench papers --scale smoke" in md

@@ -231,7 +231,7 @@ def test_openset_bench_reports_named_wrong_per_style_gallery_size_and_same_mask(
     sm = lfw["matchers"]["sface-erase"]["same_mask"]
     assert sm["mean_same_mask"] <= sm["mean_different_mask"] + 0.02
     paths = write_report(res, tmp_path / "report")
-    text = paths["md"].read_text()
+    text = paths["markdown"].read_text()
     assert "named right / **wrong**" in text and "same-mask FAR" in text
     again = run_openset(small_data, matchers=["sface", "sface-erase"], styles=["plain-black", "cloth-black"],
                         probes_per_person=1, yaleb_people=3, gallery_sizes=(3, 8), same_mask_people=10, workers=1,

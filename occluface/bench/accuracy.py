@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.bench.reports import grouped_bars, pyplot, report_dir, save_figure, save_report
 from occluface.progress import progress_bar
 from occluface.io import save_npz
 from occluface.errors import DatasetError, OccluFaceError
@@ -471,19 +472,11 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
+def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Write report.md, metrics.json and one grouped-bar plot per dataset (rank-1 and AUC) into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OccluFaceError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from None
-    paths: dict[str, Path] = {"md": out / "report.md", "json": out / "metrics.json"}
+    plt = pyplot()
+    out = report_dir(out)
+    figures: list[Path] = []
     models, conds = result["models"], result["conditions"]
     training = result.get("identities", HELDOUT) == TRAINING
     who = "training" if training else "held-out"
@@ -565,26 +558,16 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
         for ds, rows in routed_rows:
             lines.append(f"| {ds} | " + " | ".join(_pct(rows[c].get("routed_masked")) + " %" for c in conds) + " |")
     lines += ["", "Overall: " + ", ".join(f"`{m}` {'MEETS' if i['meets_bar'] else 'does not meet'} the bar" for m, i in bar["models"].items()) + "."]
-    paths["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     for ds, res in result["datasets"].items():
         fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.4 * len(conds) * 2), 4.0))
-        width = 0.8 / len(models)
-        x = np.arange(len(conds))
         for ax, key, label in ((axes[0], "rank1", "rank-1 (%)"), (axes[1], "auc", "verification AUC (%)")):
-            for i, m in enumerate(models):
-                vals = [100 * (res["models"][m][c][key] or 0.0) for c in conds]
-                bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, vals, width, label=m)
-                ax.bar_label(bars, labels=[f"{v:.0f}" for v in vals], padding=1, fontsize=7)
-            ax.set_xticks(x, conds)
+            grouped_bars(ax, conds, {m: [100 * (res["models"][m][c][key] or 0.0) for c in conds] for m in models},
+                         value_labels=True)
             low = min(100 * (res["models"][m][c][key] or 0.0) for m in models for c in conds)
             ax.set_ylim(0 if key == "rank1" else max(0.0, 10 * np.floor(low / 10) - 10), 105)
             ax.set_ylabel(label)
         axes[0].legend(fontsize=8, loc="lower left")
         fig.suptitle(f"{ds}: {res['n_identities']} {who} identities, {res['n_probes']} probes per condition")
-        fig.tight_layout()
-        paths[f"png_{ds}"] = out / f"accuracy_{ds}.png"
-        fig.savefig(paths[f"png_{ds}"], dpi=110)
-        plt.close(fig)
-    return paths
+        figures.append(save_figure(fig, out / f"accuracy_{ds}.png"))
+    return save_report(out, markdown=lines, data=result, figures=figures)

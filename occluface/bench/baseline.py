@@ -13,13 +13,13 @@ Occlusion kinds: "plain" (a flat grey polygon over nose and mouth, below) and ev
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.bench.reports import pyplot, report_dir, save_figure, save_report
 from occluface.progress import progress_bar
 from occluface.data.identities import FRONTAL_LIGHT, light_subset, list_identities, split_identity
 from occluface.errors import DatasetError, OccluFaceError
@@ -208,19 +208,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
+def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Write `baseline.md` (table), `baseline.json` and `baseline.png` (bar chart) into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OccluFaceError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from None
-    paths = {"md": out / "baseline.md", "json": out / "baseline.json", "png": out / "baseline.png"}
+    plt = pyplot()
+    out = report_dir(out)
 
     rows = result["conditions"]
     lines = [
@@ -258,9 +249,6 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
         for r in rows:
             cells = [_pct(r["rank1_by_light_subset"].get(k, {}).get("rank1")) for k in subsets]
             lines.append(f"| {r['condition']} | " + " | ".join(cells) + " |")
-    paths["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-
     labels = [r["condition"] for r in rows]
     values = [100 * (r["rank1"] or 0.0) for r in rows]
     fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2.5, 3.8))
@@ -270,7 +258,6 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
     ax.set_ylim(0, 105)
     ax.set_ylabel("rank-1 (%)")
     ax.set_title(f"{result['model']}: rank-1, {result['n_identities']} identities, {result['n_probes']} probes")
-    fig.tight_layout()
-    fig.savefig(paths["png"], dpi=110)
-    plt.close(fig)
-    return paths
+    png = save_figure(fig, out / "baseline.png")
+    return save_report(out, markdown=lines, data=result, markdown_name="baseline.md", json_name="baseline.json",
+                       figures=[png])

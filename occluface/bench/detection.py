@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
-import json
 import math
 import platform
 import random
@@ -32,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from occluface.bench.reports import save_report
 from occluface.errors import DatasetError, OccluFaceError
 
 DEFAULT_DETECTORS = ("hog", "cnn", "centerface", "mtcnn", "auto")
@@ -351,9 +351,9 @@ def run_detection_benchmark(
         "notes": notes,
         "machine": platform.platform(),
     }
-    (out / "detection.json").write_text(json.dumps(result, indent=2))
-    (out / "detection.md").write_text(_markdown(result))
     _plot(result, out / "detection.png")
+    save_report(out, markdown=_markdown(result), data=result, markdown_name="detection.md", json_name="detection.json",
+                figures=[out / "detection.png"])
     return result
 
 

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from occluface.bench.reports import save_report
 from occluface.io import write_json
 from occluface.settings import REPO_DATA
 from occluface.errors import ImageError, OccluFaceError
@@ -375,9 +376,8 @@ def run_fuzz(target: str, *, engine: str = "atheris", runs: int | None = None, s
     return run_random(target, runs=runs, seconds=seconds, seed=seed, artifacts=artifacts, detector=detector)
 
 
-def write_report(results: list[FuzzResult], out: Path) -> tuple[Path, Path]:
+def write_report(results: list[FuzzResult], out: Path) -> dict[str, Any]:
     """``fuzz.md`` (a table) and ``fuzz.json`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     lines = ["# Fuzzing", "", "| target | engine | inputs tried | wall s (with start-up) | crashes | outcomes |",
              "|---|---|---:|---:|---:|---|"]
     for r in results:
@@ -392,10 +392,8 @@ def write_report(results: list[FuzzResult], out: Path) -> tuple[Path, Path]:
                   "slightly less. decode: ImageError = clear refusal; api: HTTP status answered."]
     if results and results[0].command:
         lines += ["", f"Command: `{results[0].command}`"]
-    md, js = out / "fuzz.md", out / "fuzz.json"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    js.write_text(json.dumps([r.to_dict() for r in results], indent=2), encoding="utf-8")
-    return md, js
+    return save_report(out, markdown=lines, data=[r.to_dict() for r in results], markdown_name="fuzz.md",
+                       json_name="fuzz.json")
 
 
 if __name__ == "__main__":  # child process of run_atheris: python -m occluface.bench.fuzz --child TARGET STATS ARGS...

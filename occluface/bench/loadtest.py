@@ -11,7 +11,6 @@ contacted.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.bench.reports import save_report
 from occluface.settings import REPO_DATA
 from occluface.errors import OccluFaceError
 
@@ -277,9 +277,8 @@ def run_load(*, requests: int | None = 200, seconds: float | None = None, concur
     )
 
 
-def write_report(result: LoadResult, out: Path) -> tuple[Path, Path]:
+def write_report(result: LoadResult, out: Path) -> dict[str, Any]:
     """``load.md`` (the figures) and ``load.json`` (plus the memory samples) in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     r = result
     lines = [
         "# Load test: concurrent /api/identify against `occluface serve` (127.0.0.1)",
@@ -306,7 +305,4 @@ def write_report(result: LoadResult, out: Path) -> tuple[Path, Path]:
         lines += ["", "First errors:", ""] + [f"- `{e}`" for e in r.error_samples]
     if r.command:
         lines += ["", f"Command: `{r.command}`"]
-    md, js = out / "load.md", out / "load.json"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    js.write_text(json.dumps(r.to_dict(), indent=2), encoding="utf-8")
-    return md, js
+    return save_report(out, markdown=lines, data=r.to_dict(), markdown_name="load.md", json_name="load.json")

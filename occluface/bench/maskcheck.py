@@ -7,12 +7,12 @@ Writes ``metrics.json``, ``confusion.png`` (and ``confusion_real.png`` for the r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from occluface.bench.reports import save_report
 from occluface.maskcheck.data import INCORRECT, select
 from occluface.maskcheck.model import MaskNet
 from occluface.maskcheck.model import predict_proba
@@ -119,8 +119,7 @@ def evaluate(model: MaskNet, data: dict[str, np.ndarray], out_dir: str | Path, s
                               "confusion_labels": r["confusion_labels"], "binary": r["binary"]}
         orig["ood"] = _ood(model, folder)
         results["folder_labels"] = orig
-    (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    (out / "report.md").write_text(render_report(results))
+    save_report(out, markdown=render_report(results), data=results)
     return results
 
 

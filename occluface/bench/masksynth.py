@@ -22,13 +22,13 @@ clean, landmark overlay, each learned method).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from occluface.bench.reports import save_report
 from occluface.errors import CheckpointError, DatasetError
 
 ORDER = ("gan", "dcgan", "wgan", "wgan-div")
@@ -349,6 +349,5 @@ def evaluate(data: dict[str, np.ndarray], checkpoints: list[str | Path], out_dir
            "textures": [Path(t).name for t in tex], "methods": methods,
            "checkpoints": [(n, str(p)) for n, p in gens], "seed": seed}
     render_grid(out / "grid.png", columns, grid_rows(data, idx, rows), yaw)
-    (out / "metrics.json").write_text(json.dumps(res, indent=2), encoding="utf-8")
-    (out / "report.md").write_text(render_report(res), encoding="utf-8")
+    save_report(out, markdown=render_report(res), data=res, figures=[out / "grid.png"])
     return res

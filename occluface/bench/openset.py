@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.bench.reports import grouped_bars, pyplot, report_dir, save_figure, save_report
 from occluface.progress import progress_bar
 from occluface.io import atomic_write
 from occluface.errors import DatasetError, OccluFaceError
@@ -591,15 +592,10 @@ def _pct(x):
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"md": out / "report.md", "json": out / "metrics.json"}
+def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    plt = pyplot()
+    out = report_dir(out)
+    figures: list[Path] = []
     ms, sizes = result["matchers"], result["gallery_sizes"]
     lines = [f"# Open-set accuracy: {', '.join(ms)} on {result['split']} people, {result['split']} mask styles", "",
              f"- data `{result['data']}`, seed {result['seed']}, up to {result['probes_per_person']} probes a person; "
@@ -652,23 +648,14 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
             lines.append("| (none: plain sface) | " + " | ".join(_pct(base[c]["rank1"]) for c in ["clean", *result["styles"]])
                          + f" | {_pct(np.mean([base[c]['rank1'] for c in result['styles']]))} |")
         lines.append("")
-    paths["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    paths["json"].write_text(json.dumps({k: v for k, v in result.items() if k != "_raw"}, indent=2, default=float) + "\n",
-                             encoding="utf-8")
     for ds, d in result["datasets"].items():
         conds = ["clean", *result["styles"]]
         fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(conds) * len(ms) / 2), 4))
-        w = 0.8 / len(ms)
-        x = np.arange(len(conds))
-        for i, m in enumerate(ms):
-            ax.bar(x + (i - (len(ms) - 1) / 2) * w, [100 * d["matchers"][m]["conditions"][c]["rank1"] for c in conds], w, label=m)
-        ax.set_xticks(x, conds, rotation=35, ha="right", fontsize=8)
+        grouped_bars(ax, conds, {m: [100 * d["matchers"][m]["conditions"][c]["rank1"] for c in conds] for m in ms})
+        ax.set_xticks(ax.get_xticks(), conds, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("rank-1 %")
         ax.set_ylim(0, 105)
         ax.legend(fontsize=8)
         ax.set_title(f"{ds}: {result['split']} people, {result['split']} mask styles")
-        fig.tight_layout()
-        paths[f"png_{ds}"] = out / f"openset_{ds}.png"
-        fig.savefig(paths[f"png_{ds}"], dpi=110)
-        plt.close(fig)
-    return paths
+        figures.append(save_figure(fig, out / f"openset_{ds}.png"))
+    return save_report(out, markdown=lines, data={k: v for k, v in result.items() if k != "_raw"}, figures=figures)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.bench.reports import report_dir, save_report
 from occluface.progress import progress_bar
 from occluface.io import atomic_write, write_json
 from occluface.errors import DatasetError, OccluFaceError
@@ -632,13 +633,8 @@ def _bar_plot(result: dict[str, Any], out_png: Path) -> Path:
 def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | None = None) -> dict[str, Any]:
     """Write ``papers.md``, ``papers.json``, ``<experiment>_curves.png`` and ``accuracy.png`` into ``out_dir``."""
     from occluface.bench.curves import plot_training_curves
-    from occluface.bench.report import to_jsonable
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OccluFaceError(f"{out}: cannot create the report folder ({exc})") from None
+    out = report_dir(out_dir)
     if not result.get("experiments"):
         raise OccluFaceError("no experiments in the result to report")
     result = dict(result)
@@ -718,8 +714,5 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
             md += [f"Note: {note}.", ""]
         md += [f"![accuracy versus iteration, both models]({figures[exp['key'] + '_curves']})", ""]
     md += [f"![occluded vs clean held-out accuracy]({figures['accuracy']})", ""]
-    md_path = out / "papers.md"
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    js_path = out / "papers.json"
-    js_path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n", encoding="utf-8")
-    return {"md": md_path, "json": js_path, "figures": [out / f for f in figures.values()]}
+    return save_report(out, markdown=md, data=result, markdown_name="papers.md", json_name="papers.json",
+                       figures=[out / f for f in figures.values()])

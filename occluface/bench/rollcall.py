@@ -15,12 +15,12 @@ Protocol (after Zhu et al., "Classroom Roll-Call System Based on ResNet Networks
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.bench.reports import report_dir, save_report
 from occluface.progress import progress_bar
 from occluface.errors import DatasetError, OccluFaceError
 from occluface.rollcall.assign import METHODS, rollcall
@@ -277,17 +277,13 @@ def _plot_rates(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(result: dict, out: str | Path, command: str | None = None) -> dict[str, Path]:
+def write_report(result: dict, out: str | Path, command: str | None = None) -> dict[str, Any]:
     """rollcall.md, rollcall.json, rollcall_example.png (annotated group photo), rollcall_rates.png."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OccluFaceError(f"cannot create report folder {out}: {exc}") from None
+    out = report_dir(out)
     cond_order = {c: i for i, c in enumerate(CONDITIONS)}
     rows = sorted(result["rows"], key=lambda r: (cond_order[r["condition"]], r["confidence"], METHODS.index(r["method"])))
     cfg = result["config"]
-    paths = {"md": out / "rollcall.md", "json": out / "rollcall.json", "png": out / "rollcall_rates.png"}
+    figures: list[Path] = []
     md = [
         "# Roll-call benchmark: greedy vs global assignment",
         "",
@@ -313,10 +309,9 @@ def write_report(result: dict, out: str | Path, command: str | None = None) -> d
     if command:
         md += ["## Command", "", f"`{command}`", ""]
     if result.get("example"):
-        paths["example"] = out / "rollcall_example.png"
-        _plot_example(result["example"], paths["example"])
+        figures.append(out / "rollcall_example.png")
+        _plot_example(result["example"], figures[-1])
         md.insert(2, "![annotated group photo](rollcall_example.png)\n\n![ER and UR](rollcall_rates.png)\n")
-    paths["md"].write_text("\n".join(md), encoding="utf-8")
     js = {k: v for k, v in result.items() if k != "example"}
     js["rows"] = rows
     if result.get("example"):
@@ -325,6 +320,6 @@ def write_report(result: dict, out: str | Path, command: str | None = None) -> d
                          "occlusions": ex["composed"].occlusions, "result": ex["result"].to_dict()}
     if command:
         js["command"] = command
-    paths["json"].write_text(json.dumps(js, indent=2), encoding="utf-8")
-    _plot_rates(rows, paths["png"])
-    return paths
+    figures.append(out / "rollcall_rates.png")
+    _plot_rates(rows, figures[-1])
+    return save_report(out, markdown=md, data=js, markdown_name="rollcall.md", json_name="rollcall.json", figures=figures)

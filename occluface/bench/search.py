@@ -8,7 +8,6 @@ as a live recognition loop issues them, under a fixed thread budget (``threads``
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from occluface.bench.reports import report_dir, save_report
 from occluface.progress import progress_bar
 from occluface.gallery.search import ExactIndex, FaissIndex, VectorIndex, make_index
 
@@ -270,14 +270,11 @@ def plot_latency(result: dict[str, Any], out_png: str | Path) -> Path:
     return out_png
 
 
-def write_report(result: dict[str, Any], out: str | Path, command: str | None = None) -> dict[str, Path]:
+def write_report(result: dict[str, Any], out: str | Path, command: str | None = None) -> dict[str, Any]:
     """Write ``search.md``, ``search.json`` and ``search.png`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"md": out / "search.md", "json": out / "search.json", "png": out / "search.png"}
+    out = report_dir(out)
     if command:
         result = {**result, "command": command}
-    paths["md"].write_text(to_markdown(result, command), encoding="utf-8")
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    plot_latency(result, paths["png"])
-    return paths
+    png = plot_latency(result, out / "search.png")
+    return save_report(out, markdown=to_markdown(result, command), data=result, markdown_name="search.md",
+                       json_name="search.json", figures=[png])

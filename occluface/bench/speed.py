@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from occluface.bench.reports import report_dir, save_report
 from occluface.settings import REPO_DATA
 from occluface.errors import OccluFaceError
 
@@ -493,13 +494,9 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def write_report(result: SpeedResult, out_dir: str | Path) -> dict[str, Path]:
+def write_report(result: SpeedResult, out_dir: str | Path) -> dict[str, Any]:
     """speed.md (table), speed.json (everything) and speed.png (faces/s bar chart) in `out_dir`."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OccluFaceError(f"{out_dir}: cannot create report folder ({exc.strerror or exc})") from None
+    out_dir = report_dir(out_dir)
     ref = next((r.faces_per_s for r in result.rows if r.backend == "dlib-single" and r.faces_per_s), None)
     env = result.environment
     lines = [
@@ -537,13 +534,10 @@ def write_report(result: SpeedResult, out_dir: str | Path) -> dict[str, Path]:
             f"Fastest CPU backend of the port: **{best.backend}** ({best.description}) at {best.faces_per_s:.1f} faces/s, "
             f"{ratio:.2f}x dlib's one-by-one {ref:.1f} faces/s ({'meets' if ratio >= 3 else 'misses'} the 3x target).",
         ]
-    md = out_dir / "speed.md"
-    js = out_dir / "speed.json"
     png = out_dir / "speed.png"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    js.write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
     _bar_chart(result, png)
-    return {"markdown": md, "json": js, "plot": png}
+    return save_report(out_dir, markdown=lines, data=result.as_dict(), markdown_name="speed.md", json_name="speed.json",
+                       figures=[png])
 
 
 def _bar_chart(result: SpeedResult, path: Path) -> None:

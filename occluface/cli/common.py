@@ -1,0 +1,122 @@
+"""What every `occluface` command module shares: the root app, the consoles, one way to fail, option parsing,
+the shared options, the data-path defaults and the end of every benchmark (its report and the files it wrote).
+
+Nothing heavy is imported here: `occluface --help` imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from occluface.settings import DATA_ENV, DEFAULT_SHARED, shared_data
+
+app = typer.Typer(
+    name="occluface",
+    help="Occlusion-robust face recognition: train, evaluate and benchmark backbones; detect, align and occlude faces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)  # an error line stays one line: paths in it can be copied
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one clear line and exit: users see the problem, not a traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+# ----------------------------------------------------------------------------- option parsing
+def str_list(text: str, *, lower: bool = False) -> list[str]:
+    """A comma-separated option as its stripped, non-empty items (``"a, b,,"`` -> ``["a", "b"]``)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return [t.lower() for t in items] if lower else items
+
+
+def int_list(text: str, error: str, *, underscores: bool = False) -> list[int]:
+    """A comma-separated option of whole numbers (empty items skipped, ``""`` -> ``[]``); ``fail(error)`` on a bad one.
+
+    ``underscores``: drop every ``_`` of an item first (``1_000_000``)."""
+    try:
+        return [int(t.replace("_", "") if underscores else t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        fail(error)
+
+
+def set_threads(threads: int) -> None:
+    """``--threads N``: torch's CPU threads (0 = leave torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- data paths
+def data_default(*parts: str) -> str:
+    """How a help text names the default data folder, e.g. ``$OCCLUFACE_DATA/yaleb or ../shared/data/yaleb``."""
+    return " or ".join(str(Path(root, *parts)) for root in (f"${DATA_ENV}", DEFAULT_SHARED))
+
+
+def data_option(what: str, *parts: str) -> Any:
+    """A ``--data`` option defaulting to ``shared_data(*parts)``, looked up when the command runs (not at import),
+    so ``OCCLUFACE_DATA`` set at any time before it moves the default."""
+    return typer.Option(
+        None, "--data", help=f"{what} (default: {data_default(*parts)}).",
+        callback=lambda value: shared_data(*parts) if value is None else value,
+    )
+
+
+# ----------------------------------------------------------------------------- shared options
+GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery file (default: under the user's data directory).",
+                          envvar="OCCLUFACE_GALLERY")
+
+
+def _default_model() -> str:
+    from occluface.recognition.service import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+ModelOpt = typer.Option(_default_model(), "--model", "-m", help="Matcher or embedding model: sface / sface-erase (SFace matchers), routed (dlib for bare faces, occluface_resnet for masked ones), a registry name such as dlib_resnet, or a checkpoint .pt. A gallery keeps each model's enrolments apart.")
+DetectorOpt = typer.Option("auto", "--detector", help="Face detector (see `occluface bench detect`): auto (default), fast (YuNet first: 4x quicker, worse landmarks on masked faces), centerface, yunet, ...")
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+# The crop cache a trained mask classifier is scored or calibrated on: every option must match its training run.
+MaskDataOpt = data_option("Shared data folder")
+MaskCacheOpt = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use).")
+MaskSeedOpt = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with).")
+MaskMaxUnmaskedOpt = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all.")
+MaskValFractionOpt = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with).")
+MaskLfwTrainOpt = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with).")
+MaskYalebTrainOpt = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with).")
+
+
+def print_json(data) -> None:
+    import json
+
+    console.print_json(json.dumps(data, default=str))
+
+
+# ----------------------------------------------------------------------------- the end of a benchmark
+Report = Mapping[str, Any] | Sequence[Path]
+
+
+def report_files(paths: Report) -> list[Path]:
+    """The files a benchmark wrote, in order: a ``write_report`` dict (``markdown``, ``json``, ``figures``) or the
+    paths as given (the Markdown first)."""
+    if isinstance(paths, Mapping):
+        return [Path(paths["markdown"]), Path(paths["json"]), *(Path(f) for f in paths.get("figures", ()))]
+    return [Path(p) for p in paths]
+
+
+def show_report(paths: Report) -> None:
+    """Print a benchmark's Markdown report, then the files it wrote (every bench command ends this way)."""
+    files = report_files(paths)
+    console.print(files[0].read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in files), highlight=False)
