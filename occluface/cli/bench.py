@@ -11,13 +11,14 @@ from pathlib import Path
 import typer
 
 from occluface.cli.common import (
+    App,
     DetectorOpt, MaskCacheOpt, MaskDataOpt, MaskLfwTrainOpt, MaskMaxUnmaskedOpt, MaskSeedOpt, MaskValFractionOpt,
     MaskYalebTrainOpt, ModelOpt, console, data_option, err_console, fail, int_list, report_files, set_threads, show_report,
     str_list,
 )
 from occluface.errors import OccluFaceError
 
-bench_app = typer.Typer(help="Benchmarks: each writes a Markdown table, JSON and plots.", no_args_is_help=True)
+bench_app = App(help="Benchmarks: each writes a Markdown table, JSON and plots.", no_args_is_help=True)
 
 
 @bench_app.command("baseline")
@@ -34,18 +35,15 @@ def bench_baseline_command(
     from occluface.bench.baseline import run_baseline, write_report
 
     kinds = str_list(occlusion)
-    try:
-        result = run_baseline(
-            data,
-            identities=identities,
-            probes_per_identity=probes_per_identity,
-            occlusions=kinds,
-            seed=seed,
-            box_padding=box_padding,
-        )
-        paths = write_report(result, out)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_baseline(
+        data,
+        identities=identities,
+        probes_per_identity=probes_per_identity,
+        occlusions=kinds,
+        seed=seed,
+        box_padding=box_padding,
+    )
+    paths = write_report(result, out)
     show_report(paths)
 
 
@@ -73,15 +71,12 @@ def bench_accuracy_command(
 
     names = str_list(models)
     kinds = str_list(occlusion)
-    try:
-        result = run_accuracy(
-            data, models=names, occlusions=kinds, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout,
-            probes_per_identity=probes_per_identity, lfw_people=lfw_people, seed=seed, exact_dlib=exact_dlib,
-            device=device, cache=cache, identities=identities, flip=flip,
-        )
-        paths = write_report(result, out)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_accuracy(
+        data, models=names, occlusions=kinds, yaleb_holdout=yaleb_holdout, lfw_holdout=lfw_holdout,
+        probes_per_identity=probes_per_identity, lfw_people=lfw_people, seed=seed, exact_dlib=exact_dlib,
+        device=device, cache=cache, identities=identities, flip=flip,
+    )
+    paths = write_report(result, out)
     show_report(paths)
 
 
@@ -113,21 +108,18 @@ def bench_openset_command(
     def ints(text: str) -> list[int]:
         return int_list(text, f"expected comma-separated whole numbers, got {text!r}")
 
-    try:
-        result = run_openset(
-            data, matchers=str_list(matchers), split=split, styles=str_list(styles) or None, lfw_people=lfw_people,
-            yaleb_people=yaleb_people, probes_per_person=probes_per_person, gallery_sizes=ints(gallery_sizes),
-            same_mask_people=same_mask_people, erase_rows=ints(erase_rows), seed=seed, workers=workers, cache=cache,
-            keep_raw=write_thresholds is not None, detector=detector,
-        )
-        if write_thresholds is not None:
-            for model_id, th in calibrate(result, erase_from=erase_from).items():
-                path = save_thresholds(Thresholds.from_dict(th), Path(write_thresholds) / f"{model_id}.json")
-                console.print(f"{model_id}: threshold {th['identify']:.4f} -> {path}")
-            result.pop("_raw", None)
-        paths = write_report(result, out)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_openset(
+        data, matchers=str_list(matchers), split=split, styles=str_list(styles) or None, lfw_people=lfw_people,
+        yaleb_people=yaleb_people, probes_per_person=probes_per_person, gallery_sizes=ints(gallery_sizes),
+        same_mask_people=same_mask_people, erase_rows=ints(erase_rows), seed=seed, workers=workers, cache=cache,
+        keep_raw=write_thresholds is not None, detector=detector,
+    )
+    if write_thresholds is not None:
+        for model_id, th in calibrate(result, erase_from=erase_from).items():
+            path = save_thresholds(Thresholds.from_dict(th), Path(write_thresholds) / f"{model_id}.json")
+            console.print(f"{model_id}: threshold {th['identify']:.4f} -> {path}")
+        result.pop("_raw", None)
+    paths = write_report(result, out)
     show_report(paths)
 
 
@@ -158,15 +150,12 @@ def bench_rollcall_command(
         if mask_kind not in KINDS:
             fail(f"unknown --mask-kind {mask_kind!r}; known: {', '.join(KINDS)}")
     command = "occluface bench rollcall " + " ".join(sys.argv[sys.argv.index("rollcall") + 1 :]) if "rollcall" in sys.argv else None
-    try:
-        result = run_rollcall_bench(
-            data, roster_size=roster_size, faces_per_image=faces_per_image, images=images, strangers=strangers,
-            masked_fraction=masked_fraction, mask_kind=mask_kind, embedder=embedder, min_images=min_images,
-            enrol_images=enrol_images, threshold=threshold, confidences=models, seed=seed,
-        )
-        paths = write_report(result, out, command=command)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_rollcall_bench(
+        data, roster_size=roster_size, faces_per_image=faces_per_image, images=images, strangers=strangers,
+        masked_fraction=masked_fraction, mask_kind=mask_kind, embedder=embedder, min_images=min_images,
+        enrol_images=enrol_images, threshold=threshold, confidences=models, seed=seed,
+    )
+    paths = write_report(result, out, command=command)
     show_report(paths)
 
 
@@ -219,14 +208,11 @@ def bench_detect_command(
     names = str_list(detectors, lower=True)
     if not names:
         fail("--detectors is empty")
-    try:
-        run_detection_benchmark(
-            data, out, names,
-            n_yaleb=min(200, limit or 200), n_mask_cls=min(150, limit or 150), n_rwmfd=min(150, limit or 150), seed=seed,
-            workers=workers,
-        )
-    except OccluFaceError as exc:
-        fail(str(exc))
+    run_detection_benchmark(
+        data, out, names,
+        n_yaleb=min(200, limit or 200), n_mask_cls=min(150, limit or 150), n_rwmfd=min(150, limit or 150), seed=seed,
+        workers=workers,
+    )
     show_report([out / "detection.md", out / "detection.json", out / "detection.png"])
 
 
@@ -251,15 +237,12 @@ def bench_speed_command(
     missing = [str(c) for c in checkpoint if not c.is_file()]
     if missing:
         fail(f"checkpoint file(s) not found: {', '.join(missing)}")
-    try:
-        result = run_speed(
-            faces=faces, threads=threads, batch=batch, repeats=repeats, backends=names,
-            **({"data_dir": data} if data is not None else {}),
-            progress=lambda b: console.print(f"timing {b} ...", highlight=False),
-        )
-        paths = write_report(result, out)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_speed(
+        faces=faces, threads=threads, batch=batch, repeats=repeats, backends=names,
+        **({"data_dir": data} if data is not None else {}),
+        progress=lambda b: console.print(f"timing {b} ...", highlight=False),
+    )
+    paths = write_report(result, out)
     show_report(paths)
 
 
@@ -310,14 +293,11 @@ def bench_papers_command(
             parts += [f"--{opt.replace('_', '-')}", ",".join(value) if isinstance(value, list) else str(value)]
     parts += ["--seed", str(seed)] + (["--device", device] if device else [])
     parts += (["--threads", str(threads)] if threads else []) + ["--work", str(work), "--out", str(out)]
-    try:
-        result = run_papers(
-            data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, device=device,
-            num_workers=workers, progress=True, log=lambda m: console.print(m, highlight=False), **overrides,
-        )
-        paths = write_report(result, out, command=shlex.join(parts))
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_papers(
+        data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, device=device,
+        num_workers=workers, progress=True, log=lambda m: console.print(m, highlight=False), **overrides,
+    )
+    paths = write_report(result, out, command=shlex.join(parts))
     show_report(paths)
 
 
@@ -338,13 +318,10 @@ def bench_maskcls_command(
     from occluface.bench.maskcheck import evaluate
     from occluface.maskcheck.model import load_weights
 
-    try:
-        with console.status("building / loading the cropped-face cache..."):
-            ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                               lfw_train=lfw_train, yaleb_train=yaleb_train, progress=False)
-        evaluate(load_weights(weights), ds, out)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    with console.status("building / loading the cropped-face cache..."):
+        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
+                           lfw_train=lfw_train, yaleb_train=yaleb_train, progress=False)
+    evaluate(load_weights(weights), ds, out)
     show_report([out / "report.md", out / "metrics.json", out / "confusion.png"])
 
 
@@ -401,21 +378,18 @@ def bench_fuzz_command(
     if runs is None and seconds is None:
         fail("give a bound: --runs N and/or --seconds S")
     results = []
-    try:
-        for t in target:
-            console.print(f"fuzzing {t} with {engine} ...", highlight=False)
-            r = run_fuzz(t, engine=engine, runs=runs, seconds=seconds, artifacts=out, seed=seed, detector=detector,
-                         instrument=instrument)
-            parts = ["occluface", "bench", "fuzz", *[a for x in target for a in ("-t", x)], "--engine", engine,
-                     "--detector", detector, "--seed", str(seed), "--out", str(out)]
-            parts += [] if instrument else ["--no-instrument"]
-            parts += (["--runs", str(runs)] if runs else []) + (["--seconds", f"{seconds:g}"] if seconds else [])
-            r.command = " ".join(shlex.quote(p) for p in parts)
-            results.append(r)
-            console.print(f"{t}: {r.inputs} inputs in {r.seconds} s, {len(r.crashes)} crash(es); {r.outcomes}",
-                          highlight=False)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    for t in target:
+        console.print(f"fuzzing {t} with {engine} ...", highlight=False)
+        r = run_fuzz(t, engine=engine, runs=runs, seconds=seconds, artifacts=out, seed=seed, detector=detector,
+                     instrument=instrument)
+        parts = ["occluface", "bench", "fuzz", *[a for x in target for a in ("-t", x)], "--engine", engine,
+                 "--detector", detector, "--seed", str(seed), "--out", str(out)]
+        parts += [] if instrument else ["--no-instrument"]
+        parts += (["--runs", str(runs)] if runs else []) + (["--seconds", f"{seconds:g}"] if seconds else [])
+        r.command = " ".join(shlex.quote(p) for p in parts)
+        results.append(r)
+        console.print(f"{t}: {r.inputs} inputs in {r.seconds} s, {len(r.crashes)} crash(es); {r.outcomes}",
+                      highlight=False)
     written = report_files(write_report(results, out))
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     if any(r.crashes for r in results):
@@ -441,11 +415,8 @@ def bench_load_command(
 
     from occluface.bench.loadtest import run_load, write_report
 
-    try:
-        result = run_load(requests=requests, seconds=seconds, concurrency=concurrency, detector=detector,
-                          model=model, image=image)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = run_load(requests=requests, seconds=seconds, concurrency=concurrency, detector=detector,
+                      model=model, image=image)
     parts = ["occluface", "bench", "load", "-n", str(requests), "-c", str(concurrency), "--detector", detector,
              "--model", model, "--out", str(out)]
     parts += (["--seconds", f"{seconds:g}"] if seconds else []) + (["--image", str(image)] if image else [])

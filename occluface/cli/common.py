@@ -6,6 +6,7 @@ Nothing heavy is imported here: `occluface --help` imports this module.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -13,9 +14,31 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from occluface.errors import OccluFaceError
 from occluface.settings import DATA_ENV, DEFAULT_SHARED, shared_data
 
-app = typer.Typer(
+class App(typer.Typer):
+    """``typer.Typer`` whose commands turn an :class:`OccluFaceError` into one clear line and exit status 2
+    (:func:`fail`), so no command repeats that ``try``/``except``."""
+
+    def command(self, *args: Any, **kwargs: Any):
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn):
+            @functools.wraps(fn)
+            def run(*a: Any, **kw: Any):
+                try:
+                    return fn(*a, **kw)
+                except OccluFaceError as exc:
+                    fail(str(exc))
+
+            register(run)
+            return fn
+
+        return decorator
+
+
+app = App(
     name="occluface",
     help="Occlusion-robust face recognition: train, evaluate and benchmark backbones; detect, align and occlude faces.",
     no_args_is_help=True,

@@ -11,11 +11,11 @@ from pathlib import Path
 import typer
 
 from occluface.cli.common import (
+    App,
     DetectorOpt, GalleryOpt, JsonOpt, ModelOpt, app, console, err_console, fail, print_json,
 )
-from occluface.errors import OccluFaceError
 
-gallery_app = typer.Typer(help="Inspect and edit the enrolment gallery.", no_args_is_help=True)
+gallery_app = App(help="Inspect and edit the enrolment gallery.", no_args_is_help=True)
 
 
 def _recognizer(gallery, model, detector):
@@ -302,10 +302,7 @@ def align_command(
     """Detect and align every face image of a folder-per-identity dataset (resumable; skips are listed)."""
     from occluface.faces.align_folder import SKIPPED_CSV, align_folder
 
-    try:
-        summary = align_folder(src, dst, detector=detector, size=size, workers=workers, retry_skipped=retry_skipped)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    summary = align_folder(src, dst, detector=detector, size=size, workers=workers, retry_skipped=retry_skipped)
     console.print(
         f"{summary.total} images: {summary.aligned} aligned, {summary.existing} already done, "
         f"{len(summary.skipped)} skipped (listed in {dst / SKIPPED_CSV})",
@@ -387,10 +384,7 @@ def mask_check_command(
 
     if not image.is_file():
         fail(f"{image}: no such image file")
-    try:
-        results, annotated = mask_check(image, weights=weights, detector=detector, cam=cam is not None)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    results, annotated = mask_check(image, weights=weights, detector=detector, cam=cam is not None)
     if cam is not None and annotated is not None:
         from PIL import Image
 

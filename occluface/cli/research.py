@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from occluface.cli.common import DetectorOpt, JsonOpt, app, console, data_option, fail, print_json, set_threads, show_report
-from occluface.errors import OccluFaceError
 
 
 @app.command("evaluate")
@@ -33,20 +32,17 @@ def evaluate_command(
 
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    try:
-        m = evaluate_checkpoint(
-            checkpoint,
-            data,
-            out,
-            split=split,
-            batch_size=batch_size,
-            progress=not as_json,
-            negatives_per_positive=impostors,
-            num_workers=workers,
-            device=device,
-        )
-    except OccluFaceError as exc:
-        fail(str(exc))
+    m = evaluate_checkpoint(
+        checkpoint,
+        data,
+        out,
+        split=split,
+        batch_size=batch_size,
+        progress=not as_json,
+        negatives_per_positive=impostors,
+        num_workers=workers,
+        device=device,
+    )
     if as_json:
         typer.echo(json.dumps(m, indent=2))
         return
@@ -86,10 +82,7 @@ def compare_command(
     """Training curves of several runs on one figure plus a final/best test accuracy table."""
     from occluface.bench.report import compare_runs
 
-    try:
-        result = compare_runs(runs, out, labels=labels or None)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    result = compare_runs(runs, out, labels=labels or None)
     done = Path(result["out_dir"])
     show_report([done / "comparison.md", done / "comparison.json", done / result["figure"]])
 
@@ -111,11 +104,8 @@ def synth_command(
     if preview is not None:
         from occluface.data.occlusion.preview import render_preview
 
-        try:
-            with console.status("drawing preview grid"):
-                path = render_preview(preview, seed=seed, src=src, textures=textures)
-        except OccluFaceError as exc:
-            fail(str(exc))
+        with console.status("drawing preview grid"):
+            path = render_preview(preview, seed=seed, src=src, textures=textures)
         console.print(f"wrote {path}", highlight=False)
         return
     if src is None or dst is None:
@@ -135,15 +125,12 @@ def synth_command(
             params[key.strip()] = value.strip()
     if kind == "learned":  # issue 7: masks warped by a trained generator (occluface.data.masksynth)
         from occluface.data.masksynth.apply import synthesize_learned as synthesize
-    try:
-        with Progress(TextColumn(f"synth {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
-            task = bar.add_task("synth", total=None)
-            result = synthesize(
-                src, dst, kind, fraction=fraction, seed=seed, workers=workers, drop_skipped=drop_skipped,
-                progress=lambda done, total: bar.update(task, completed=done, total=total), **params,
-            )
-    except OccluFaceError as exc:
-        fail(str(exc))
+    with Progress(TextColumn(f"synth {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("synth", total=None)
+        result = synthesize(
+            src, dst, kind, fraction=fraction, seed=seed, workers=workers, drop_skipped=drop_skipped,
+            progress=lambda done, total: bar.update(task, completed=done, total=total), **params,
+        )
     for row in result["problems"]:
         console.print(f"[yellow]{row['status']}[/]: {row['file']}: {row['reason']}", highlight=False)
     console.print(
@@ -213,10 +200,7 @@ def calibrate_routed_command(
     from occluface.bench.calibration import save_thresholds, shipped_thresholds_path, user_thresholds_path
     from occluface.bench.routing_calibration import calibrate_routed
 
-    try:
-        pair = calibrate_routed(data, people=people, seed=seed, target_far=target_far)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    pair = calibrate_routed(data, people=people, seed=seed, target_far=target_far)
     rows = []
     for th in pair:
         path = shipped_thresholds_path(th.model_id) if save_default else user_thresholds_path(th.model_id)
@@ -242,11 +226,8 @@ def export_command(
     """Export a backbone to ONNX and check it against PyTorch with ONNX Runtime (max abs difference)."""
     from occluface.export import export_onnx
 
-    try:
-        with console.status(f"exporting {checkpoint or model} to {out} ..."):
-            res = export_onnx(out, model, checkpoint=checkpoint, batch=batch, opset=opset)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    with console.status(f"exporting {checkpoint or model} to {out} ..."):
+        res = export_onnx(out, model, checkpoint=checkpoint, batch=batch, opset=opset)
     console.print(
         f"wrote {res.path} ({res.size_bytes / 2**20:.1f} MiB, input {res.input_shape}, opset {res.opset}); "
         f"ONNX Runtime vs PyTorch on a batch of {res.check_batch}: max abs diff {res.max_abs_diff:.2e}, "
@@ -272,11 +253,8 @@ def synth_eval_command(
     from occluface.data.masksynth.data import build_cache
     from occluface.bench.masksynth import evaluate
 
-    try:
-        with console.status("building / loading the 144x144 face-crop cache..."):
-            ds = build_cache(data, cache, seed=seed, lfw=lfw, progress=False)
-        evaluate(ds, checkpoints, out, textures=textures if textures is not None else data / "mask_textures",
-                 max_faces=max_faces, max_refs=max_refs, rows=rows, seed=seed)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    with console.status("building / loading the 144x144 face-crop cache..."):
+        ds = build_cache(data, cache, seed=seed, lfw=lfw, progress=False)
+    evaluate(ds, checkpoints, out, textures=textures if textures is not None else data / "mask_textures",
+             max_faces=max_faces, max_refs=max_refs, rows=rows, seed=seed)
     show_report([out / "report.md", out / "metrics.json", out / "grid.png"])

@@ -11,9 +11,8 @@ import typer
 
 from occluface.cli.common import (
     MaskCacheOpt, MaskDataOpt, MaskLfwTrainOpt, MaskMaxUnmaskedOpt, MaskSeedOpt, MaskValFractionOpt, MaskYalebTrainOpt,
-    app, console, data_option, fail, int_list, set_threads,
+    app, console, data_option, int_list, set_threads,
 )
-from occluface.errors import OccluFaceError
 
 
 @app.command("train")
@@ -62,10 +61,7 @@ def train_command(
         dropout=dropout, weight_decay=weight_decay, l1=l1, max_steps=max_steps, eval_every=eval_every,
         log_every=log_every, augment=not no_augment, num_workers=workers, amp=not no_amp,
     )
-    try:
-        summary = train(config.validate(), progress=True)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    summary = train(config.validate(), progress=True)
     if summary.get("world_size", 1) > 1 and not _is_rank0():
         return
 
@@ -129,20 +125,17 @@ def finetune_command(
         clean_weight=clean_weight, device=device, arcface_weight=arcface_weight, arcface_scale=arcface_scale,
         arcface_margin=arcface_margin, mirror=mirror, val_people=val_people,
     )
-    try:
-        manifest = prepare(data, out / "cache", cfg)
-        console.print(f"cache: {manifest['n_faces']} training faces, held out: "
-                      + ", ".join(f"{k} {len(v)}" for k, v in manifest["heldout"].items()), highlight=False)
-        if prepare_only:
-            return
-        summary = train_distill(out / "cache", out, cfg, max_minutes=max_minutes, stop_step=stop_step)
-        if summary["stopped_early"]:
-            console.print(f"stopped at step {summary['steps_done']} of {cfg.steps}; re-run the same command to resume")
-            return
-        info = export_delta(out / "last.pt", out / "occluface_resnet.pt")
-        plot_log(out / "log.jsonl", out / "curves.png")
-    except OccluFaceError as exc:
-        fail(str(exc))
+    manifest = prepare(data, out / "cache", cfg)
+    console.print(f"cache: {manifest['n_faces']} training faces, held out: "
+                  + ", ".join(f"{k} {len(v)}" for k, v in manifest["heldout"].items()), highlight=False)
+    if prepare_only:
+        return
+    summary = train_distill(out / "cache", out, cfg, max_minutes=max_minutes, stop_step=stop_step)
+    if summary["stopped_early"]:
+        console.print(f"stopped at step {summary['steps_done']} of {cfg.steps}; re-run the same command to resume")
+        return
+    info = export_delta(out / "last.pt", out / "occluface_resnet.pt")
+    plot_log(out / "log.jsonl", out / "curves.png")
     import json
 
     console.print(json.dumps(summary.get("final_val", {}) | summary.get("final_val_people", {}), indent=1), highlight=False)
@@ -198,15 +191,12 @@ def train_maskcls_command(
     cfg = MaskTrainConfig(classes=classes, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                           weight_decay=weight_decay, schedule=schedule, augment=augment, label_smoothing=label_smoothing, balance=balance,
                           seed=seed, threads=threads)
-    try:
-        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                           synth_fraction=synth_fraction, lfw=lfw, lfw_train=lfw_train, yaleb_train=yaleb_train)
-        summary = train(ds, out, cfg)
-        chosen = calibrate_weights(out / "weights.pt", ds) if calibrate else None
-        if test_report:
-            evaluate(load_weights(out / "weights.pt"), ds, out / "report")
-    except OccluFaceError as exc:
-        fail(str(exc))
+    ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
+                       synth_fraction=synth_fraction, lfw=lfw, lfw_train=lfw_train, yaleb_train=yaleb_train)
+    summary = train(ds, out, cfg)
+    chosen = calibrate_weights(out / "weights.pt", ds) if calibrate else None
+    if test_report:
+        evaluate(load_weights(out / "weights.pt"), ds, out / "report")
     if chosen is not None:
         _print_mask_bias(chosen)
     if ship is not None:
@@ -244,13 +234,10 @@ def calibrate_maskcls_command(
     from occluface.maskcheck.data import build_dataset
     from occluface.maskcheck.model import load_weights
 
-    try:
-        load_weights(weights)  # a bad file fails before the (possibly long) crop cache is built
-        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                           lfw_train=lfw_train, yaleb_train=yaleb_train)
-        chosen = calibrate_weights(weights, ds, out)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    load_weights(weights)  # a bad file fails before the (possibly long) crop cache is built
+    ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
+                       lfw_train=lfw_train, yaleb_train=yaleb_train)
+    chosen = calibrate_weights(weights, ds, out)
     _print_mask_bias(chosen)
     console.print(f"wrote {out or weights}", highlight=False)
 
@@ -295,14 +282,11 @@ def train_masksynth_command(
                           batch_size=batch_size, iters=iters, n_critic=n_critic or None, lr=lr or None, k=k, p=p, clip=clip,
                           init_jitter=init_jitter, update_penalty=update_penalty, drawn_masks=drawn_masks, seed=seed, device=device, threads=threads,
                           max_minutes=max_minutes or None, max_cpu_minutes=max_cpu_minutes or None)
-    try:
-        set_threads(threads)
-        with console.status("building / loading the 144x144 face-crop cache..."):
-            ds = build_cache(data, cache, seed=seed, lfw=lfw, progress=False)
-        pics, _ = mask_pictures(textures if textures is not None else data / "mask_textures", drawn_masks, seed)
-        summary = train(ds, pics, out, cfg)
-    except OccluFaceError as exc:
-        fail(str(exc))
+    set_threads(threads)
+    with console.status("building / loading the 144x144 face-crop cache..."):
+        ds = build_cache(data, cache, seed=seed, lfw=lfw, progress=False)
+    pics, _ = mask_pictures(textures if textures is not None else data / "mask_textures", drawn_masks, seed)
+    summary = train(ds, pics, out, cfg)
     if ship is not None:
         ship.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "generator.pt", ship)
