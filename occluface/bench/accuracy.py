@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from occluface.bench.reports import grouped_bars, pyplot, report_dir, save_figure, save_report
+from occluface.bench.reports import grouped_bars, pct, pyplot, report_dir, save_figure, save_report
 from occluface.progress import progress_bar
 from occluface.io import save_npz
 from occluface.errors import DatasetError, OccluFaceError
@@ -468,8 +468,6 @@ def bar_check(result: dict[str, Any], baseline: str | None = None) -> dict[str, 
 
 
 # ----------------------------------------------------------------------------------------- report
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
@@ -520,7 +518,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
                 r = res["models"][m][c]
                 ratio = "n/a" if r["ratio_to_clean"] is None else f"{r['ratio_to_clean']:.3f}"
                 lines.append(
-                    f"| {c} | {m} | {_pct(r['rank1'])} | {ratio} | {r['auc']:.4f} | {_pct(r['tar_at_far_1e-3'])} |"
+                    f"| {c} | {m} | {pct(r['rank1'])} | {ratio} | {r['auc']:.4f} | {pct(r['tar_at_far_1e-3'])} |"
                 )
     bar = result["bar"]
     lines += [
@@ -539,8 +537,8 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
             ok = "yes" if d["ratio_ok"] and d["clean_ok"] else "no"
             mr = "n/a" if d["masked_ratio_min"] is None else f"{d['masked_ratio_min']:.3f}"
             lines.append(
-                f"| {m} | {ds} | {_pct(d['clean_rank1'])} | {d['clean_delta_points']:+.1f} | "
-                f"{_pct(d['masked_rank1_mean'])} | {mr} | {ok} |"
+                f"| {m} | {ds} | {pct(d['clean_rank1'])} | {d['clean_delta_points']:+.1f} | "
+                f"{pct(d['masked_rank1_mean'])} | {mr} | {ok} |"
             )
     at_rows = [(ds, m, res["models"][m]) for ds, res in result["datasets"].items() for m in models
                if res["models"][m][conds[0]].get("threshold") is not None]
@@ -556,7 +554,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
         lines += ["", f"Share of probes the mask classifier sent to the masked path of `{ROUTED}`:", "",
                   "| dataset | " + " | ".join(conds) + " |", "|---|" + "---:|" * len(conds)]
         for ds, rows in routed_rows:
-            lines.append(f"| {ds} | " + " | ".join(_pct(rows[c].get("routed_masked")) + " %" for c in conds) + " |")
+            lines.append(f"| {ds} | " + " | ".join(pct(rows[c].get("routed_masked")) + " %" for c in conds) + " |")
     lines += ["", "Overall: " + ", ".join(f"`{m}` {'MEETS' if i['meets_bar'] else 'does not meet'} the bar" for m, i in bar["models"].items()) + "."]
 
     for ds, res in result["datasets"].items():

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from occluface.bench.reports import pyplot, report_dir, save_figure, save_report
+from occluface.bench.reports import pct, pyplot, report_dir, save_figure, save_report
 from occluface.progress import progress_bar
 from occluface.data.identities import FRONTAL_LIGHT, light_subset, list_identities, split_identity
 from occluface.errors import DatasetError, OccluFaceError
@@ -205,7 +205,7 @@ def run_baseline(
 
 # ----------------------------------------------------------------------------- report
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+    return pct(x, "%")
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:

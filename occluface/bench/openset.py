@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from occluface.bench.reports import grouped_bars, pyplot, report_dir, save_figure, save_report
+from occluface.bench.reports import grouped_bars, pct, pyplot, report_dir, save_figure, save_report
 from occluface.progress import progress_bar
 from occluface.io import atomic_write
 from occluface.errors import DatasetError, OccluFaceError
@@ -588,8 +588,6 @@ def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | No
 
 
 # ----------------------------------------------------------------------------- report
-def _pct(x):
-    return "n/a" if x is None else f"{100 * x:.1f}"
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
@@ -615,8 +613,8 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
                 cells = []
                 for s in sizes:
                     o = r[f"open{s}"]
-                    cells.append("n/a" if o.get("gallery") is None else f"{_pct(o['named_correctly'])} / **{100 * o['named_wrong']:.2f}**")
-                lines.append(f"| {c} | {m} | {_pct(r['rank1'])} | {r['ratio_to_clean']:.3f} | {_pct(r['masked_path'])} | " + " | ".join(cells) + " |")
+                    cells.append("n/a" if o.get("gallery") is None else f"{pct(o['named_correctly'])} / **{100 * o['named_wrong']:.2f}**")
+                lines.append(f"| {c} | {m} | {pct(r['rank1'])} | {r['ratio_to_clean']:.3f} | {pct(r['masked_path'])} | " + " | ".join(cells) + " |")
         lines += ["", "Summary (masked = every style pooled):", "",
                   "| matcher | threshold | clean rank-1 | worst style ratio | " +
                   " | ".join(f"named wrong G={s}: clean / masked %" for s in sizes) + " | same-mask FAR % | different-mask FAR % |",
@@ -636,17 +634,17 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
                 cells.append(f"{100 * cw['named_wrong']:.2f} / {100 * masked:.2f}")
             sm = info.get("same_mask")
             smc = [f"{100 * sm['far_same_mask']:.2f} ({sm['pairs_same']})", f"{100 * sm['far_different_mask']:.2f} ({sm['pairs_different']})"] if sm else ["n/a", "n/a"]
-            lines.append(f"| {m} | {info['threshold']:.4f} | {_pct(rows['clean']['rank1'])} | {worst:.3f} | " + " | ".join(cells) + " | " + " | ".join(smc) + " |")
+            lines.append(f"| {m} | {info['threshold']:.4f} | {pct(rows['clean']['rank1'])} | {worst:.3f} | " + " | ".join(cells) + " | " + " | ".join(smc) + " |")
         if d.get("erase_tuning"):
             lines += ["", "Erase-row tuning (sface; masked-path probes compared erased with the enrolment erased alike):", "",
                       "| erase from row | " + " | ".join(["clean", *result["styles"]]) + " | mean masked |",
                       "|---|" + "---:|" * (len(result["styles"]) + 2)]
             for r_, per in d["erase_tuning"].items():
                 mm = np.mean([per[c] for c in result["styles"]])
-                lines.append(f"| {r_} | " + " | ".join(_pct(per[c]) for c in ["clean", *result["styles"]]) + f" | {_pct(mm)} |")
+                lines.append(f"| {r_} | " + " | ".join(pct(per[c]) for c in ["clean", *result["styles"]]) + f" | {pct(mm)} |")
             base = d["matchers"]["sface"]["conditions"]
-            lines.append("| (none: plain sface) | " + " | ".join(_pct(base[c]["rank1"]) for c in ["clean", *result["styles"]])
-                         + f" | {_pct(np.mean([base[c]['rank1'] for c in result['styles']]))} |")
+            lines.append("| (none: plain sface) | " + " | ".join(pct(base[c]["rank1"]) for c in ["clean", *result["styles"]])
+                         + f" | {pct(np.mean([base[c]['rank1'] for c in result['styles']]))} |")
         lines.append("")
     for ds, d in result["datasets"].items():
         conds = ["clean", *result["styles"]]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from occluface.bench.reports import report_dir, save_report
+from occluface.bench.reports import pct, report_dir, save_report
 from occluface.progress import progress_bar
 from occluface.io import atomic_write, write_json
 from occluface.errors import DatasetError, OccluFaceError
@@ -527,8 +527,8 @@ def run_papers(
 # ----------------------------------------------------------------------------- report
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f} %"
+def _pct(x: float | None) -> str:
+    return pct(x, " %")
 
 
 def _duration(seconds: float | None) -> str:

@@ -71,3 +71,8 @@ def grouped_bars(ax: Any, categories: Sequence[str], series: dict[str, Sequence[
         if value_labels:
             ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], padding=1, fontsize=7)
     ax.set_xticks(x, categories)
+
+
+def pct(x: float | None, unit: str = "") -> str:
+    """A share as a percentage with one decimal for report tables ("n/a" when unknown); ``unit``: "%" or " %"."""
+    return "n/a" if x is None else f"{100 * x:.1f}{unit}"
