@@ -336,3 +336,21 @@ def test_learning_rate_schedules_per_epoch(tmp_path, schedule, expected):
     train(tiny_config(data, tmp_path / "run", epochs=3, log_every=1, eval_every=0, **kw), progress=False)
     lrs = {r["epoch"]: r["lr"] for r in read_log(tmp_path / "run") if r["split"] == "train"}
     assert [lrs[e] for e in (1, 2, 3)] == pytest.approx(expected)
+
+
+def test_run_log_resumed_drops_records_past_the_checkpoint_and_fresh_starts_empty(tmp_path):
+    """Every training loop's log.jsonl: a resumed run never logs a step twice; a fresh run starts a new log."""
+    import json as _json
+
+    from occluface.train.runs import JsonLog
+
+    path = tmp_path / "log.jsonl"
+    log = JsonLog(path, key="iter")
+    for i in (10, 20, 30):
+        log.write({"iter": i})
+    JsonLog(path, resume_step=20, key="iter").write({"iter": 30, "again": True})
+    assert [_json.loads(line) for line in path.read_text().splitlines()] == [{"iter": 10}, {"iter": 20}, {"iter": 30, "again": True}]
+    JsonLog(path, key="iter")
+    assert path.read_text() == ""
+    JsonLog(tmp_path / "rank1.jsonl", enabled=False).write({"step": 1})
+    assert not (tmp_path / "rank1.jsonl").exists()

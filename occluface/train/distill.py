@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from occluface.train.runs import JsonLog, save_run_json
 from occluface.progress import progress_bar
 from occluface.io import save_npy, save_npz, write_text
 from occluface.data.boxes import face_box
@@ -641,23 +642,21 @@ def train_distill(
         mirror_teacher = mirrored_teacher(data, cache, cfg.device)
         if feats is not None:
             mirror_feats = cache_frozen_features(data, cache, model, cfg.device, progress, mirror=True)
-    log_path = out / "log.jsonl"
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    log = JsonLog(out / "log.jsonl", resume_step=step or None)
+    save_run_json(out / "config.json", asdict(cfg))
     model.train()
     started = time.perf_counter()
-    window: list[float] = []
     wl: list[tuple[float, float, float]] = []
     t_last = time.perf_counter()
     stopped_early = False
     with Progress(
         TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress,
-    ) as bar, open(log_path, "a", encoding="utf-8") as log:
+    ) as bar:
         task = bar.add_task("train", total=cfg.steps, completed=step, info="")
         if step == 0 and (len(val_idx) or people):
-            log.write(json.dumps({"step": 0, **validate(model, data, val_idx, cfg.device),
-                                  **validate_people(model, data, people, cfg.device)}) + "\n")
-            log.flush()
+            log.write({"step": 0, **validate(model, data, val_idx, cfg.device),
+                       **validate_people(model, data, people, cfg.device)})
         end = cfg.steps if stop_step is None else min(cfg.steps, int(stop_step))
         while step < end:
             chips, target, weights, is_clean, faces = _batch(data, train_idx, step, cfg, feats, mirror_feats, mirror_teacher)
@@ -703,8 +702,7 @@ def train_distill(
                 if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
                     rec.update(validate(model, data, val_idx, cfg.device))
                     rec.update(validate_people(model, data, people, cfg.device))
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                log.write(rec)
             done = step >= end
             out_of_time = max_minutes is not None and (time.perf_counter() - started) > 60 * max_minutes
             if done or out_of_time or step % cfg.save_every == 0:
@@ -726,7 +724,7 @@ def train_distill(
         summary["val_people"] = sorted(people)
         summary["final_val_people"] = validate_people(model, data, people, cfg.device) | validate_people(
             model, data, people, cfg.device, flip=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    save_run_json(out / "summary.json", summary)
     return summary
 
 

@@ -8,7 +8,6 @@ weights) and ``weights.pt`` (fp16 copy of best, what gets shipped).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from occluface.train.runs import JsonLog, save_run_json
 from occluface.errors import DatasetError, OccluFaceError
 from occluface.maskcheck.data import select
 from occluface.maskcheck.model import MaskNet, predict_proba, save_weights, to_tensor  # noqa: F401 (predict_proba re-exported)
@@ -138,12 +138,12 @@ def train(data: dict[str, np.ndarray], out_dir: str | Path, cfg: MaskTrainConfig
         def rs(a: np.ndarray) -> np.ndarray:
             return np.stack([cv2.resize(c, (cfg.input_size, cfg.input_size), interpolation=cv2.INTER_AREA) for c in a])
         xtr, xva = rs(xtr), rs(xva)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    save_run_json(out / "config.json", asdict(cfg))
     model = MaskNet(cfg.classes, cfg.width, cfg.input_size, cfg.dropout)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(xtr) / cfg.batch_size)
     best, best_epoch, step = -1.0, -1, 0
-    log = (out / "log.jsonl").open("w")
+    log = JsonLog(out / "log.jsonl", key="epoch")
     from rich.progress import Progress
     from sklearn.metrics import f1_score
 
@@ -183,8 +183,7 @@ def train(data: dict[str, np.ndarray], out_dir: str | Path, cfg: MaskTrainConfig
             masked_f1 = float(f1_score(yva >= 1, pred >= 1))  # the paper's figure (masked = positive)
             row = {"epoch": epoch + 1, "loss": total_loss / seen, "lr": lr, "val_accuracy": acc, "val_macro_f1": f1,
                    "val_masked_f1": masked_f1, "val_nll": nll, "seconds": round(time.time() - t0, 1)}
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+            log.write(row)
             meta = {"epoch": epoch + 1, "val_accuracy": acc, "val_macro_f1": f1, "config": asdict(cfg)}
             save_weights(out / "last.pt", model, meta, half=False)
             if f1 > best:
@@ -193,8 +192,7 @@ def train(data: dict[str, np.ndarray], out_dir: str | Path, cfg: MaskTrainConfig
                 save_weights(out / "weights.pt", model, meta, half=True)
             if progress:
                 bar.console.print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  val acc {acc:.4f}  F1 {f1:.4f}  ({row['seconds']} s)")
-    log.close()
     summary = {"best_epoch": best_epoch, "best_val_macro_f1": best, "train_images": int(len(xtr)), "val_images": int(len(xva)),
                "out_dir": str(out)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    save_run_json(out / "summary.json", summary)
     return summary

@@ -11,7 +11,6 @@ every ``ckpt_every`` steps and at the end; ``generator.pt`` (fp16 generator weig
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from occluface.train.runs import JsonLog, save_run_json
 from occluface.data.masksynth.generator import save_generator
 from occluface.errors import CheckpointError, OccluFaceError
 
@@ -183,7 +183,7 @@ def train(data: dict[str, np.ndarray], pictures: np.ndarray, out_dir: str | Path
             for k, v in state.items():
                 if torch.is_tensor(v):
                     state[k] = v.to(device)
-    (out / "config.json").write_text(json.dumps(asdict(cfg) | {"resolved": cfg.resolved()}, indent=2), encoding="utf-8")
+    save_run_json(out / "config.json", asdict(cfg) | {"resolved": cfg.resolved()})
     batches = Batches(data, pictures, cfg, device)
     r = cfg.resolved()
     meta = {"loss": cfg.loss, "pyconv": cfg.pyconv, "steps": cfg.steps, "label": label(cfg.loss, cfg.pyconv),
@@ -198,7 +198,8 @@ def train(data: dict[str, np.ndarray], pictures: np.ndarray, out_dir: str | Path
     t0, c0 = time.time(), time.process_time()
     step = start
     stopped = False
-    with open(out / "log.jsonl", "a", encoding="utf-8") as log, Progress(
+    log = JsonLog(out / "log.jsonl", resume_step=start or None, key="iter")
+    with Progress(
         TextColumn(f"masksynth {cfg.loss}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
         disable=not progress,
     ) as bar:
@@ -239,8 +240,7 @@ def train(data: dict[str, np.ndarray], pictures: np.ndarray, out_dir: str | Path
                 if not all(np.isfinite(v) for v in row.values()):
                     checkpoint(step)
                     raise OccluFaceError(f"training diverged at step {step} ({row}); lower --lr")
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                log.write(row)
             if step % cfg.ckpt_every == 0:
                 checkpoint(step)
             if (cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes) or \
@@ -250,5 +250,5 @@ def train(data: dict[str, np.ndarray], pictures: np.ndarray, out_dir: str | Path
     checkpoint(step)
     summary = {"iterations": step, "resumed_from": start, "stopped_by_time": stopped, "seconds": round(time.time() - t0, 1),
                "cpu_seconds": round(time.process_time() - c0, 1), "generator": str(out / "generator.pt"), **meta}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    save_run_json(out / "summary.json", summary)
     return summary

@@ -23,7 +23,6 @@ test images, an open-set measure of the embedding.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from occluface.io import write_json
+from occluface.train.runs import JsonLog, save_run_json
 from occluface.data.augment import build_transform
 from occluface.data.folder import FaceFolderDataset, Sample, classes_of, scan_folder, split_samples
 from occluface.errors import CheckpointError, DatasetError, ImageError, OccluFaceError
@@ -85,34 +84,6 @@ def _samples_from_split(root: Path, rel_paths: list[str]) -> list[Sample]:
         p = Path(rel)
         out.append(Sample(root / p if not p.is_absolute() else p, p.parts[0] if not p.is_absolute() else p.parent.name))
     return out
-
-
-class _JsonLog:
-    """Append-only JSON-lines log, flushed after every record so a crash loses nothing already logged."""
-
-    def __init__(self, path: Path, enabled: bool, resume_step: int | None):
-        self.path = path
-        self.enabled = enabled
-        if not enabled:
-            return
-        kept: list[str] = []
-        if resume_step is not None and path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    if json.loads(line).get("step", 0) <= resume_step:
-                        kept.append(line)
-                except (json.JSONDecodeError, AttributeError):
-                    continue
-        path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_json(path, data)
 
 
 class Trainer:
@@ -351,9 +322,9 @@ class Trainer:
             total_steps = min(total_steps, cfg.max_steps)
         has_test = len(test_ds) > 0 and is_main
 
-        log = _JsonLog(self.out / "log.jsonl", is_main, step if resume is not None else None)
+        log = JsonLog(self.out / "log.jsonl", enabled=is_main, resume_step=step if resume is not None else None)
         if is_main:
-            _write_json(self.out / "config.json", cfg.to_dict())
+            save_run_json(self.out / "config.json", cfg.to_dict())
 
         def run_eval(epoch_no: int) -> dict[str, Any]:
             result = self.evaluate(test_loader, test_samples)
@@ -522,7 +493,7 @@ class Trainer:
             "seconds": round(time.perf_counter() - started, 3),
         }
         if is_main:
-            _write_json(self.out / "summary.json", summary)
+            save_run_json(self.out / "summary.json", summary)
         return summary
 
 
