@@ -79,8 +79,8 @@ def write_text(path: str | Path, text: str, **kw: Any) -> Path:
 
 
 def write_json(path: str | Path, data: Any, *, indent: int | None = 2, **kw: Any) -> Path:
-    """JSON with a final newline (``indent=None``: one line)."""
-    return write_text(path, json.dumps(data, indent=indent, default=str) + "\n", **kw)
+    """JSON with a final newline (``indent=None``: one line); a value JSON cannot hold is an error, not a string."""
+    return write_text(path, json.dumps(data, indent=indent) + "\n", **kw)
 
 
 def save_npy(path: str | Path, array: Any) -> Path:

@@ -38,10 +38,7 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Save and close a figure (tight layout), returning its path."""
     plt = pyplot()
     path = Path(path)
-    try:
-        fig.tight_layout()
-    except Exception:  # noqa: BLE001 - a layout warning must not lose the figure
-        pass
+    fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

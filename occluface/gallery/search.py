@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from occluface.gallery.store import EmbeddingError, GalleryError
+from occluface.gallery.store import SEARCH_CACHE_ATTR, EmbeddingError, GalleryError
 
 if TYPE_CHECKING:
     from occluface.gallery.store import GalleryStore
@@ -275,21 +275,20 @@ class _Cached:
 
 #: Built indexes live on the store itself (attribute ``search_cache``: (model, version) -> _Cached), so the
 #: store can drop them when it closes without importing this module; ``_stores`` lets them all be cleared.
-CACHE_ATTR = "search_cache"
 _stores: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _cache_lock = threading.Lock()
 
 
 def _entries(store: GalleryStore) -> dict[tuple[str, str | None], _Cached]:
     _stores.add(store)
-    return store.__dict__.setdefault(CACHE_ATTR, {})
+    return store.__dict__.setdefault(SEARCH_CACHE_ATTR, {})
 
 
 def clear_search_cache(store: GalleryStore | None = None) -> None:
     """Forget built indexes (all, or one store's); they are rebuilt on the next search."""
     with _cache_lock:
         for s in ([store] if store is not None else list(_stores)):
-            s.__dict__.pop(CACHE_ATTR, None)
+            s.__dict__.pop(SEARCH_CACHE_ATTR, None)
 
 
 def _index_for(store: GalleryStore, model_id: str, model_version: str | None) -> _Cached | None:

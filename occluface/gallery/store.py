@@ -37,6 +37,8 @@ from occluface.errors import (  # noqa: F401  (the gallery's errors, importable 
     UnknownSubjectError,
 )
 
+#: The attribute under which occluface.gallery.search keeps the indexes it built for a store (dropped on close).
+SEARCH_CACHE_ATTR = "search_cache"
 #: Bump when the schema changes; older files are migrated in ``_ensure_schema``, newer ones are refused.
 SCHEMA_VERSION = 1
 #: Longest subject name accepted (names end up in reports and UIs).
@@ -422,7 +424,7 @@ class SQLiteGalleryStore(GalleryStore):
             except sqlite3.Error:  # pragma: no cover - another process holds a reader; SQLite finishes later
                 pass
             self._close_quietly()
-        self.__dict__.pop("search_cache", None)  # the indexes occluface.gallery.search built on this store
+        self.__dict__.pop(SEARCH_CACHE_ATTR, None)  # the indexes occluface.gallery.search built on this store
 
     # ------------------------------------------------------------------ subjects
     def _subject_id(self, name: str) -> int | None:

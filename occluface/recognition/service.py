@@ -108,13 +108,12 @@ class Recognizer:
         check_masks: bool = True,
     ):
         from occluface.faces.detect import DEFAULT_DETECTOR, create_detector
-        from occluface.recognition.matchers import create_matcher, is_matcher
+        from occluface.recognition.matchers import create_matcher
 
         self.gallery = gallery
         self.check_masks = check_masks
         self.detector = create_detector(detector or DEFAULT_DETECTOR)
-        self.matcher = create_matcher(model) if is_matcher(model) else create_matcher(model, thresholds=thresholds)
-        self.embedder = getattr(self.matcher, "embedder", None)
+        self.matcher = create_matcher(model)
         self.model_id, self.model_version = self.matcher.model_id, self.matcher.version
         self.score_scale = self.matcher.score_scale  # search cosines -> path scores (the thresholds' scale)
         self.thresholds = thresholds or self.matcher.thresholds
