@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable
 
 import cv2
@@ -60,6 +63,38 @@ def parse_color(name: str, value: Any, palette: dict[str, tuple[int, int, int]])
     if rgb.min() < 0 or rgb.max() > 255:
         raise OccluFaceError(f"{name} channels must lie in 0..255, got {value!r}")
     return "#%02x%02x%02x" % tuple(int(round(c)) for c in rgb), rgb / 255.0
+
+
+PALETTE_FILE = Path(__file__).with_name("palettes.json")
+#: Mask kinds whose colour names are shared (any mask colour works with any mask type).
+MASK_PALETTES = ("surgical", "kn95", "cloth")
+
+
+@lru_cache(maxsize=None)
+def palette(kind: str) -> dict[str, tuple[int, int, int]]:
+    """The named colours of one occlusion kind, from ``palettes.json`` (draw order kept)."""
+    table = json.loads(PALETTE_FILE.read_text())
+    if kind not in table or kind.startswith("_"):
+        raise OccluFaceError(f"no colour palette {kind!r} in {PALETTE_FILE}")
+    return {name: tuple(rgb) for name, rgb in table[kind]["colors"].items()}
+
+
+@lru_cache(maxsize=None)
+def _draw_weights(kind: str) -> tuple[float, ...] | None:
+    weights = json.loads(PALETTE_FILE.read_text())[kind]["weights"]
+    return None if weights is None else tuple(weights)
+
+
+def draw_color(rng: np.random.Generator, kind: str, value: Any = None) -> tuple[str, np.ndarray]:
+    """``value`` parsed as a colour of ``kind`` (see :func:`parse_color`), or a seeded draw from its palette.
+
+    A mask kind also accepts the other mask kinds' colour names (its own shade wins)."""
+    own = palette(kind)
+    if value is None:
+        weights = _draw_weights(kind)
+        value = pick(rng, list(own), None if weights is None else list(weights))
+    names = {**{n: c for k in MASK_PALETTES for n, c in palette(k).items()}, **own} if kind in MASK_PALETTES else own
+    return parse_color("color", value, names)
 
 
 def face_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:

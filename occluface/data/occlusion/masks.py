@@ -22,10 +22,11 @@ from occluface.settings import REPO_DATA
 from occluface.data.occlusion.common import (
     blur,
     check_params,
+    draw_color,
     eye_guard,
     face_frame,
     luminance,
-    parse_color,
+    palette,
     pick,
     smooth_noise,
     soft_polygon,
@@ -36,27 +37,9 @@ from occluface.errors import OccluFaceError
 
 MASK_TYPES = ("surgical", "kn95", "cloth", "texture")
 
-SURGICAL_COLORS = {
-    "light-blue": (150, 192, 222),
-    "white": (236, 238, 240),
-    "black": (38, 38, 42),
-    "pink": (236, 184, 196),
-    "mint": (166, 214, 196),
-    "grey": (176, 180, 186),
-}
-KN95_COLORS = {"white": (242, 242, 238), "off-white": (226, 222, 212), "grey": (160, 162, 166), "black": (40, 40, 44)}
-CLOTH_COLORS = {
-    "navy": (32, 42, 84),
-    "black": (30, 30, 32),
-    "grey": (112, 114, 120),
-    "red": (176, 34, 40),
-    "maroon": (110, 28, 40),
-    "olive": (96, 104, 52),
-    "beige": (206, 186, 150),
-    "royal-blue": (46, 84, 178),
-    "green": (40, 120, 72),
-    "purple": (98, 58, 130),
-}
+SURGICAL_COLORS = palette("surgical")
+KN95_COLORS = palette("kn95")
+CLOTH_COLORS = palette("cloth")
 #: Any mask colour name works with any mask type (a type's own shade wins where names overlap).
 ALL_COLORS = {**CLOTH_COLORS, **KN95_COLORS, **SURGICAL_COLORS}
 CLOTH_PATTERNS = ("plain", "stripes", "checks", "dots", "camo")
@@ -208,7 +191,7 @@ def _base(rng: np.random.Generator, outline: np.ndarray | None = None) -> tuple[
 
 def render_surgical(rng: np.random.Generator, color: Any = None, pleats: int | None = None) -> tuple[np.ndarray, dict]:
     """Pleated surgical mask: 3 folds, bound edges, nose wire, ear loops."""
-    label, rgb0 = parse_color("color", color if color is not None else pick(rng, list(SURGICAL_COLORS), [5, 3, 2, 1, 1, 1]), {**ALL_COLORS, **SURGICAL_COLORS})
+    label, rgb0 = draw_color(rng, "surgical", color)
     n = int(pleats) if pleats is not None else int(rng.integers(2, 4)) + 1
     if not 1 <= n <= 6:
         raise OccluFaceError(f"pleats must be 1..6, got {pleats!r}")
@@ -231,7 +214,7 @@ def render_surgical(rng: np.random.Generator, color: Any = None, pleats: int | N
 
 def render_kn95(rng: np.random.Generator, color: Any = None) -> tuple[np.ndarray, dict]:
     """KN95/N95 cup: two facets meeting at a vertical centre seam, welded rim, ear loops."""
-    label, rgb0 = parse_color("color", color if color is not None else pick(rng, list(KN95_COLORS), [6, 2, 1, 1]), {**ALL_COLORS, **KN95_COLORS})
+    label, rgb0 = draw_color(rng, "kn95", color)
     pts, alpha, u, v, grain = _base(rng, _kn95_outline(_template()[0]))
     side = float(rng.uniform(0.06, 0.14)) * (1 if rng.random() < 0.5 else -1)
     m = 1.0 - 0.22 * u**2 - 0.2 * (v - 0.45) ** 2 + side * np.sign(u) * np.minimum(np.abs(u) * 4, 1)
@@ -273,7 +256,7 @@ def render_scarf(rng: np.random.Generator, color: Any = None, pattern: str | Non
 def render_cloth(rng: np.random.Generator, color: Any = None, pattern: str | None = None,
                  outline: np.ndarray | None = None, loops: bool = True) -> tuple[np.ndarray, dict]:
     """Cloth mask: colour, fabric pattern and weave, optional centre seam, stitched hem."""
-    label, rgb0 = parse_color("color", color if color is not None else pick(rng, list(CLOTH_COLORS)), {**ALL_COLORS, **CLOTH_COLORS})
+    label, rgb0 = draw_color(rng, "cloth", color)
     pattern = pattern if pattern is not None else pick(rng, list(CLOTH_PATTERNS), [3, 2, 2, 2, 1])
     if pattern not in CLOTH_PATTERNS:
         raise OccluFaceError(f"pattern {pattern!r} is not one of {', '.join(CLOTH_PATTERNS)}")

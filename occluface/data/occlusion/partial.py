@@ -12,8 +12,10 @@ import numpy as np
 from occluface.data.occlusion.common import (
     blur,
     check_params,
+    draw_color,
     face_frame,
     luminance,
+    palette,
     parse_color,
     pick,
     smooth_noise,
@@ -24,19 +26,12 @@ from occluface.errors import OccluFaceError
 
 PARTIAL_SHAPES = ("brim", "hand", "patch")
 PARTIAL_PARAMS = ("shape", "color", "drop", "area", "aspect", "fill", "position")
-HELMET_COLORS = {
-    "yellow": (236, 196, 32),
-    "white": (234, 234, 228),
-    "orange": (236, 116, 28),
-    "red": (196, 36, 32),
-    "blue": (36, 80, 170),
-    "green": (48, 140, 64),
-}
+HELMET_COLORS = palette("helmet")
 HAND_POSITIONS = ("mouth", "chin", "left-cheek", "right-cheek", "eye")
 
 
 def _brim(image: np.ndarray, lm: np.ndarray, rng: np.random.Generator, params: dict) -> tuple[np.ndarray, dict]:
-    label, colour = parse_color("color", params.get("color", pick(rng, list(HELMET_COLORS), [4, 3, 2, 1, 1, 1])), HELMET_COLORS)
+    label, colour = draw_color(rng, "helmet", params.get("color"))
     drop = unit_range("drop", params["drop"]) if "drop" in params else round(float(rng.uniform(0.2, 0.85)), 3)
     h, w = image.shape[:2]
     _, _, em, down = face_frame(lm)
