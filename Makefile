@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser clean-venv
+.PHONY: demo test install browser postgres clean-venv
 
 $(STAMP): pyproject.toml Makefile models-requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the web test"; fi; }
 
-test: $(STAMP) browser
+# The PostgreSQL gallery's tests start a throwaway server from Debian's postgresql package (never skipped).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "install Debian's postgresql (sudo apt-get install postgresql) for the PostgreSQL gallery tests"; exit 1; fi; }
+
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:  # PEP 562: the front door's names, imported 
 
         return getattr(service, name)
     if name == "open_gallery":
-        from occluface.gallery.store import open_gallery
+        from occluface.gallery.connect import open_gallery
 
         return open_gallery
     if name in ("create_detector", "list_detectors"):

@@ -16,14 +16,22 @@ def cpu_threads() -> int:
     return CPU_THREADS
 
 
-def limit_threads(threads: int) -> None:
-    """Use at most ``threads`` CPU threads in models loaded from now on (call before create_detector)."""
+def limit_threads(threads: int, *, opencv: bool = False) -> None:
+    """Use at most ``threads`` CPU threads in models loaded from now on (call before create_detector).
+
+    ``opencv``: OpenCV's own thread pool too (its DNN runs CenterFace, YuNet and SFace). A server that runs
+    one model call per core in parallel wants 1 everywhere; benchmarks of one call at a time leave it alone.
+    """
     global CPU_THREADS
     CPU_THREADS = max(0, int(threads))
     if CPU_THREADS:
         import torch
 
         torch.set_num_threads(CPU_THREADS)
+        if opencv:
+            import cv2
+
+            cv2.setNumThreads(CPU_THREADS)
 
 
 def quiet_opencv() -> None:

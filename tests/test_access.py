@@ -208,7 +208,7 @@ def test_chunked_upload_without_length_is_cut_off(client):
 
 
 def test_gallery_files_are_owner_only_whatever_the_umask(tmp_path):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
 
     old = os.umask(0)  # the most permissive umask: files would be world-writable by default
     try:

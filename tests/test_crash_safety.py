@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from occluface.gallery.store import open_gallery
+from occluface.gallery.connect import open_gallery
 from occluface.models.checkpoint import load_checkpoint
 from occluface.train.trainer import train
 

@@ -328,8 +328,20 @@ def test_search_gallery_with_faiss_index_follows_writes(gallery, monkeypatch):
     assert [h[0][0] for h in hits] == [f"p{s // 4:03d}" for s in source]
     entry = gallery.search_cache[("m", None)]
     assert entry.index.kind == "faiss-ivf" and not entry.index.reused_training
+    # a write is applied to the same index in place (FAISS add_with_ids / remove_ids), never a rebuild
     gallery.enroll("newbie", queries[0], model_id="m", model_version="1")
     assert search_gallery(gallery, "m", queries[0], k=1)[0] == ("newbie", pytest.approx(1.0, abs=1e-5))
+    assert gallery.search_cache[("m", None)] is entry and entry.applied == 1 and entry.index.ntotal == 401
+    gallery.remove_subject("newbie")
+    assert search_gallery(gallery, "m", queries[0], k=1)[0][0] == f"p{source[0] // 4:03d}"
+    assert gallery.search_cache[("m", None)] is entry and entry.index.ntotal == 400
+    # a model reset (remove_embeddings) rebuilds, reusing the trained IVF lists
+    gallery.remove_embeddings("m")
+    with gallery.transaction():
+        for i in range(100):
+            gallery.enroll(f"p{i:03d}", rows[i * 4 : i * 4 + 4], model_id="m", model_version="1")
+    assert search_gallery(gallery, "m", queries[1], k=1)[0][0] == f"p{source[1] // 4:03d}"
+    assert gallery.search_cache[("m", None)] is not entry
     assert gallery.search_cache[("m", None)].index.reused_training
 
 

@@ -17,7 +17,7 @@ SAMPLES = DATA / "samples"
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer
 
     store = open_gallery(tmp_path_factory.mktemp("g") / "gallery.sqlite3")
@@ -132,7 +132,7 @@ def test_calibration_leaves_out_excluded_identities():
 
 def test_finetuned_model_ships_a_calibrated_threshold(tmp_path):
     """occluface_resnet must not fall back to the generic 0.5 cosine: that named Biden as Obama."""
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer
 
     rec = Recognizer(open_gallery(tmp_path / "g.sqlite3"), model="occluface_resnet", check_masks=False)

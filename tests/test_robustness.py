@@ -92,7 +92,7 @@ def bad_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
     """One recognizer (auto detector, dlib ResNet) for the module: models load once."""
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer
 
     r = Recognizer(open_gallery(tmp_path_factory.mktemp("g") / "gallery.sqlite3"))

@@ -72,7 +72,7 @@ SAMPLES = DATA / "samples"
 
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer
 
     rec = Recognizer(open_gallery(tmp_path_factory.mktemp("g") / "g.sqlite3"), model="routed")
@@ -152,7 +152,7 @@ def test_routing_classifier_ships_small_and_sends_masks_down_the_masked_path():
 
 
 def test_identify_on_a_gallery_enrolled_with_another_model_says_so(tmp_path):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer
 
     store = open_gallery(tmp_path / "g.sqlite3")
@@ -163,7 +163,7 @@ def test_identify_on_a_gallery_enrolled_with_another_model_says_so(tmp_path):
 
 
 def test_enrolments_of_another_release_of_the_weights_are_refused(tmp_path, routed):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.models.dlib_finetuned import weights_fingerprint
     from occluface.recognition.service import Recognizer
 

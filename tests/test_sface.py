@@ -156,7 +156,7 @@ def test_erase_matcher_packing_gives_path_scores_and_ignores_mask_pixels(faces):
 
 
 def test_recognizer_with_sface_names_people_and_calls_the_mask_classifier_once_per_face(tmp_path, monkeypatch):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.maskcheck import model as maskmodel
     from occluface.recognition.service import Recognizer
 
@@ -177,7 +177,7 @@ def test_recognizer_with_sface_names_people_and_calls_the_mask_classifier_once_p
 def test_the_product_path_imports_no_benchmark_code():
     code = (
         "import sys\n"
-        "from occluface.gallery.store import open_gallery\n"
+        "from occluface.gallery.connect import open_gallery\n"
         "from occluface.recognition.service import Recognizer\n"
         "import tempfile, pathlib\n"
         "d = pathlib.Path(tempfile.mkdtemp())\n"

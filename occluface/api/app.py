@@ -2,8 +2,8 @@
 
 Reading (identify, verify, roll-call, subject names) is open; enrolment, deletion and anything that
 returns stored face data need an API key. Every error is JSON ``{"error": "..."}`` with a clear message.
-Models are loaded once; requests touching them are serialised by a lock (dlib and ONNX sessions are
-shared), which keeps memory flat under concurrent load.
+Models are loaded once per process and run on a bounded pool of model threads with no global lock
+(``occluface.api.deps.Service``); several processes (``occluface serve --workers N``) share one gallery.
 
 This module only wires the app: settings and state, the upload limits, the exception handlers, the
 static files and the routers of ``occluface.api.routes`` (shared dependencies in ``occluface.api.deps``,
@@ -11,6 +11,9 @@ response models in ``occluface.api.schemas``).
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -21,7 +24,10 @@ from occluface.api.middleware import StreamLimit, content_length_limit
 from occluface.api.routes import health, recognition, subjects
 from occluface.api.settings import STATIC, ApiSettings
 
-__all__ = ["ApiSettings", "ROUTERS", "create_app"]
+__all__ = ["ApiSettings", "ROUTERS", "SETTINGS_ENV", "create_app", "serve_app"]
+
+#: ``occluface serve`` hands its settings to each server process in this environment variable (JSON).
+SETTINGS_ENV = "OCCLUFACE_SERVE_SETTINGS"
 
 #: The API's routers, in the order their operations appear on /docs.
 ROUTERS = (health.router, recognition.router, subjects.router)
@@ -39,7 +45,13 @@ def _single_threaded_search() -> None:
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     _single_threaded_search()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.service.close()  # the model threads; the gallery if the service opened it
+
     app = FastAPI(
+        lifespan=lifespan,
         title="occluface",
         version="0.1.0",
         description="Occlusion-robust face recognition: identify, verify, roll-call, enrol.",
@@ -60,3 +72,22 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def serve_app() -> FastAPI:
+    """The app of one ``occluface serve`` process (uvicorn's factory, run in every worker process).
+
+    Reads the settings ``serve`` wrote to :data:`SETTINGS_ENV`, then limits each model call's threads so that
+    this process's model threads together use its share of the cores and no more (spinning threads of several
+    processes on two cores only slow each other down)."""
+    import json
+    import os
+
+    from occluface.api.keys import open_keys
+    from occluface.runtime import limit_threads
+
+    raw = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+    keys = open_keys(raw.get("gallery"), raw.pop("keys_file", None), [os.environ.get("OCCLUFACE_API_KEY", "")])
+    settings = ApiSettings(keys=keys, **raw)
+    limit_threads(settings.op_threads(), opencv=True)
+    return create_app(settings)

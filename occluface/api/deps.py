@@ -3,8 +3,11 @@ upload reading under the size limit and decoding that names the file in its erro
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
-from typing import TYPE_CHECKING, Annotated
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Annotated, Any, Callable, TypeVar
 
 import numpy as np
 from fastapi import Depends, Header, HTTPException, Request, UploadFile
@@ -15,29 +18,60 @@ from occluface.errors import ImageError
 if TYPE_CHECKING:
     from occluface.recognition.service import Recognizer
 
+T = TypeVar("T")
+
 
 class Service:
-    """The recognizer, created on first use so the server starts fast and tests can swap pieces (``_rec``).
+    """The recognizer and the threads that run it.
 
-    Models are loaded once; requests touching them hold ``lock`` (dlib and ONNX sessions are shared), which
-    keeps memory flat under concurrent load.
+    The recognizer is created on first use (the server starts fast; tests swap pieces through ``_rec``). Model
+    work runs on a pool of ``settings.model_threads`` threads (:meth:`run`), with no lock around it: the
+    detectors and SFace keep one OpenCV network per thread, ONNX Runtime sessions and the mask classifier are
+    shared read-only, and the few models that are not documented as thread-safe (MTCNN, dlib) lock themselves.
+    The pool's size bounds those per-thread copies, so memory stays flat however many clients wait.
     """
 
     def __init__(self, settings: ApiSettings):
         self.settings = settings
-        self.lock = threading.Lock()
+        self.threads = settings.resolved_model_threads()
         self._rec: Recognizer | None = None
+        self._create_lock = threading.Lock()  # only so that two first requests build one recognizer
+        self._pool: ThreadPoolExecutor | None = None
+        self._owns_gallery = False
 
     @property
     def rec(self) -> Recognizer:
         if self._rec is None:
-            from occluface.gallery.store import open_gallery
-            from occluface.recognition.service import Recognizer
+            with self._create_lock:
+                if self._rec is None:
+                    from occluface.gallery.connect import open_gallery
+                    from occluface.recognition.service import Recognizer
 
-            self._rec = Recognizer(
-                open_gallery(self.settings.gallery), model=self.settings.model, detector=self.settings.detector
-            )
+                    self._rec = Recognizer(
+                        open_gallery(self.settings.gallery), model=self.settings.model, detector=self.settings.detector
+                    )
+                    self._owns_gallery = True
         return self._rec
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._create_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="occluface-model")
+        return self._pool
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a model thread; the event loop keeps serving other requests meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._rec is not None and self._owns_gallery:
+            self._rec.gallery.close()
+            self._rec, self._owns_gallery = None, False
 
 
 def get_settings(request: Request) -> ApiSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +15,32 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 @dataclass
 class ApiSettings:
-    gallery: Path | None = None
+    #: a gallery file, a ``postgresql://`` URL, or None for the default file (occluface.gallery.open_gallery)
+    gallery: str | Path | None = None
     model: str = DEFAULT_MODEL
     detector: str | None = None  # the service's default (occluface.faces.detect.DEFAULT_DETECTOR)
     keys: KeyStore = field(default_factory=KeyStore)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_files: int = 20
+    #: server processes on this machine (``occluface serve --workers``); they share its cores
+    workers: int = 1
+    #: threads running model work in each process; 0 = one per core this process gets
+    model_threads: int = 0
+
+    def cores(self) -> int:
+        """CPU cores this process may use: the machine's (its CPU affinity) shared among the workers."""
+        try:
+            total = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            total = os.cpu_count() or 1
+        return max(1, total // max(1, self.workers))
+
+    def resolved_model_threads(self) -> int:
+        return self.model_threads if self.model_threads > 0 else self.cores()
+
+    def op_threads(self) -> int:
+        """Threads one model call may use, so that all model threads together fill this process's cores."""
+        return max(1, self.cores() // self.resolved_model_threads())
 
     @property
     def max_request_bytes(self) -> int:

@@ -232,7 +232,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
 
         from occluface.data.images import load_rgb
         from occluface.runtime import limit_threads
-        from occluface.gallery.store import open_gallery
+        from occluface.gallery.connect import open_gallery
         from occluface.recognition.service import Recognizer
 
         torch.set_num_threads(int(spec["threads"]))

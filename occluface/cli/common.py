@@ -96,7 +96,7 @@ def data_option(what: str, *parts: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- shared options
-GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery file (default: under the user's data directory).",
+GalleryOpt = typer.Option(None, "--gallery", "-g", help="Gallery: a file, or a postgresql:// URL shared by several servers (default: a file under the user's data directory).",
                           envvar="OCCLUFACE_GALLERY")
 
 

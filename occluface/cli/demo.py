@@ -22,7 +22,7 @@ def run_recognition_demo(out_dir: Path, *, data_dir: Path | None = None, seed: i
 
     from occluface.data.folder import scan_folder
     from occluface.data.occlusion import apply as occlude
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer, annotate, read_image
     from occluface.rollcall.compose import compose_group
 

@@ -19,7 +19,7 @@ gallery_app = App(help="Inspect and edit the enrolment gallery.", no_args_is_hel
 
 
 def _recognizer(gallery, model, detector):
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
     from occluface.recognition.service import Recognizer
 
     return Recognizer(open_gallery(gallery), model=model, detector=detector)
@@ -43,7 +43,7 @@ def enroll_command(
     name: str = typer.Argument(..., help="Person's name, or a folder-per-identity roster with --roster."),
     images: list[Path] = typer.Argument(None, help="Photos of the person (files or folders)."),
     roster: bool = typer.Option(False, "--roster", help="NAME is a folder with one sub-folder of photos per person."),
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
     model: str = ModelOpt,
     detector: str = DetectorOpt,
     as_json: bool = JsonOpt,
@@ -72,7 +72,7 @@ def enroll_command(
         return
     from rich.table import Table
 
-    table = Table(title=f"Enrolled into {rec.gallery.path}")
+    table = Table(title=f"Enrolled into {rec.gallery.location}")
     for col in ("name", "images", "new"):
         table.add_column(col)
     for r in results:
@@ -84,7 +84,7 @@ def enroll_command(
 def identify_command(
     image: Path = typer.Argument(..., help="Photo with one or more faces."),
     top: int = typer.Option(3, "--top", "-k", min=1, help="Candidates per face."),
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
     model: str = ModelOpt,
     detector: str = DetectorOpt,
     annotate_out: Path = typer.Option(None, "--annotate", help="Also write the photo with boxes and names here."),
@@ -133,7 +133,7 @@ def _write_annotated(img, matches, out: Path) -> None:
 def annotate_command(
     image: Path = typer.Argument(..., help="Photo to annotate."),
     out: Path = typer.Option(None, "--out", "-o", help="Output image (default: <image>.annotated.png)."),
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
     model: str = ModelOpt,
     detector: str = DetectorOpt,
 ) -> None:
@@ -153,7 +153,7 @@ def verify_command(
     b: Path = typer.Argument(..., help="Second photo."),
     model: str = ModelOpt,
     detector: str = DetectorOpt,
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Are the main faces of two photos the same person? Exit status 0 = same, 1 = different."""
@@ -175,7 +175,7 @@ def rollcall_command(
     method: str = typer.Option("global", "--method", help="global (one face per identity) or greedy."),
     confidence: str = typer.Option("softmax", "--confidence", help="softmax (similarities) or svm (calibrated SVM)."),
     threshold: float = typer.Option(0.6, "--threshold", help="Minimum confidence to mark a person present."),
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
     model: str = ModelOpt,
     detector: str = DetectorOpt,
     as_json: bool = JsonOpt,
@@ -213,9 +213,9 @@ def rollcall_command(
 
 
 @gallery_app.command("list")
-def gallery_list_command(gallery: Path = GalleryOpt, as_json: bool = JsonOpt) -> None:
+def gallery_list_command(gallery: str = GalleryOpt, as_json: bool = JsonOpt) -> None:
     """Everyone enrolled, with embeddings per model."""
-    from occluface.gallery.store import open_gallery
+    from occluface.gallery.connect import open_gallery
 
     store = open_gallery(gallery)
     subjects = store.list_subjects()
@@ -224,7 +224,7 @@ def gallery_list_command(gallery: Path = GalleryOpt, as_json: bool = JsonOpt) ->
         return
     from rich.table import Table
 
-    table = Table(title=f"{store.path}: {len(subjects)} subject(s)")
+    table = Table(title=f"{store.location}: {len(subjects)} subject(s)")
     for col in ("name", "embeddings", "enrolled"):
         table.add_column(col)
     for s in subjects:
@@ -235,15 +235,16 @@ def gallery_list_command(gallery: Path = GalleryOpt, as_json: bool = JsonOpt) ->
 @gallery_app.command("remove")
 def gallery_remove_command(
     names: list[str] = typer.Argument(..., help="Names to delete with every trace of their data."),
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
 ) -> None:
     """Delete people and all their data (embeddings, thumbnails) from the gallery."""
-    from occluface.gallery.store import UnknownSubjectError, open_gallery
+    from occluface.gallery.connect import open_gallery
+    from occluface.gallery.store import UnknownSubjectError
 
     store = open_gallery(gallery)
     unknown = [n for n in names if n not in store]
     if unknown:
-        raise UnknownSubjectError(", ".join(unknown), str(store.path))
+        raise UnknownSubjectError(", ".join(unknown), store.location)
     for n in names:
         store.remove_subject(n, strict=True)
         console.print(f"removed {n}")
@@ -254,39 +255,63 @@ def gallery_remove_command(
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
-    gallery: Path = GalleryOpt,
+    gallery: str = GalleryOpt,
     model: str = ModelOpt,
     detector: str = DetectorOpt,
     keys_file: Path = typer.Option(None, "--keys", help="API keys file (hashes) made by `occluface apikey`.",
                                    envvar="OCCLUFACE_KEYS"),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Largest accepted photo."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (each loads the models once, "
+                                "about 0.5 GB each; they share the gallery). One per core is the most that helps."),
+    model_threads: int = typer.Option(0, "--model-threads", min=0, help="Threads running model work in each "
+                                      "process (0 = one per core the process gets)."),
 ) -> None:
-    """REST API + web page (OpenAPI docs at /docs). Enrol/delete need an API key (X-API-Key header)."""
+    """REST API + web page (OpenAPI docs at /docs). Enrol/delete need an API key (X-API-Key header).
+
+    Several gates or hosts share one gallery with `--gallery postgresql://user@host/db` (or OCCLUFACE_GALLERY);
+    a gallery file serves the processes of one machine."""
+    import json
     import os
 
     import uvicorn
 
-    from occluface.api.app import ApiSettings, create_app
-    from occluface.api.keys import KeyStore
+    from occluface.api.app import SETTINGS_ENV, ApiSettings
+    from occluface.api.keys import open_keys
 
-    keys = KeyStore.load(keys_file, [os.environ.get("OCCLUFACE_API_KEY", "")])
+    keys = open_keys(gallery, keys_file, [os.environ.get("OCCLUFACE_API_KEY", "")])
     if not keys:
         err_console.print("[yellow]no API keys configured: enrolment and deletion are disabled[/]")
-    settings = ApiSettings(gallery=gallery, model=model, detector=detector, keys=keys,
+    settings = ApiSettings(gallery=gallery, model=model, detector=detector, workers=workers, model_threads=model_threads,
                            max_upload_bytes=int(max_upload_mb * 1024 * 1024))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    os.environ[SETTINGS_ENV] = json.dumps({
+        "gallery": None if gallery is None else str(gallery), "model": model, "detector": detector,
+        "keys_file": None if keys_file is None else str(keys_file), "workers": workers,
+        "model_threads": model_threads, "max_upload_bytes": settings.max_upload_bytes,
+    })
+    err_console.print(f"{workers} process(es) x {settings.resolved_model_threads()} model thread(s), "
+                      f"{settings.op_threads()} thread(s) per model call")
+    uvicorn.run("occluface.api.app:serve_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
 @app.command("apikey")
 def apikey_command(
     name: str = typer.Argument(..., help="A label for the key (who or what uses it)."),
-    keys_file: Path = typer.Option(..., "--keys", help="Keys file to add the key's hash to.", envvar="OCCLUFACE_KEYS"),
+    keys_file: Path = typer.Option(None, "--keys", help="Keys file to add the key's hash to.", envvar="OCCLUFACE_KEYS"),
+    gallery: str = typer.Option(None, "--gallery", "-g", envvar="OCCLUFACE_GALLERY",
+                                help="A postgresql:// gallery: store the key in its database instead of a file."),
 ) -> None:
-    """Create an API key: prints it once; only its SHA-256 is stored."""
-    from occluface.api.keys import KeyStore
+    """Create an API key: prints it once; only its SHA-256 is stored (keys file, or the PostgreSQL gallery)."""
+    from occluface.api.keys import open_keys
+    from occluface.gallery.postgres import redact
+    from occluface.gallery.connect import is_database_url
 
-    key = KeyStore.load(keys_file).add(name)
-    console.print(f"API key for {name} (shown once, stored hashed in {keys_file}):\n{key}")
+    in_db = is_database_url(gallery)
+    if not in_db and keys_file is None:
+        fail("give --keys FILE (or --gallery postgresql://... to keep the key in the gallery database)")
+    keys = open_keys(gallery if in_db else None, None if in_db else keys_file)
+    key = keys.add(name)
+    where = redact(gallery) if in_db else str(keys_file)
+    console.print(f"API key for {name} (shown once, stored hashed in {where}):\n{key}")
 
 
 # ----------------------------------------------------------------------------- faces, models, demo

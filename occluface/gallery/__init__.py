@@ -1,7 +1,8 @@
-"""Enrolment gallery: subjects and their embeddings in SQLite, searched with numpy or FAISS.
+"""Enrolment gallery: subjects and their embeddings in SQLite or PostgreSQL, searched with numpy or FAISS.
 
-Code against ``GalleryStore`` (store.py) and ``search_gallery`` (search.py); ``open_gallery()`` gives the
-default single-file SQLite store. FAISS is imported only when a large gallery needs it.
+Code against ``GalleryStore`` (store.py) and ``search_gallery`` (search.py); ``open_gallery()`` (connect.py)
+gives the single-file SQLite store for a path, the PostgreSQL store (postgres.py) for a ``postgresql://`` URL.
+FAISS is imported only when a large gallery needs it.
 """
 
 from occluface.gallery.search import (
@@ -23,9 +24,9 @@ from occluface.gallery.store import (
     SubjectInfo,
     UnknownSubjectError,
     default_gallery_path,
-    open_gallery,
     validate_embeddings,
 )
+from occluface.gallery.connect import open_gallery
 
 __all__ = [
     "DuplicateSubjectError",

@@ -1,8 +1,11 @@
 """Enrolment gallery storage: who is enrolled, and their face embeddings per backbone.
 
-``GalleryStore`` is the small interface the rest of occluface codes against; ``SQLiteGalleryStore`` is the
-embedded, single-file implementation. A deployment that outgrows one machine can implement ``GalleryStore`` on a
-server-based vector store and override ``native_search`` so searches run there instead of in a local index.
+``GalleryStore`` is the small interface the rest of occluface codes against. ``SQLGalleryStore`` implements it
+once in SQL, for two backends: ``SQLiteGalleryStore`` (the embedded single-file default, one machine) and
+``occluface.gallery.postgres.PostgresGalleryStore`` (several API processes or hosts on one server database).
+``occluface.gallery.connect.open_gallery`` picks one from a path or a ``postgresql://`` URL. Every write is also logged in a change table,
+so each process's in-memory search index applies inserts and deletes as they happen instead of rebuilding. A
+store on a server-based vector database can instead override ``native_search`` so searches run there.
 
 Privacy and integrity rules built in here, because a face gallery is biometric data:
 
@@ -14,6 +17,7 @@ Privacy and integrity rules built in here, because a face gallery is biometric d
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sqlite3
@@ -25,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,8 +43,9 @@ from occluface.errors import (  # noqa: F401  (the gallery's errors, importable 
 
 #: The attribute under which occluface.gallery.search keeps the indexes it built for a store (dropped on close).
 SEARCH_CACHE_ATTR = "search_cache"
-#: Bump when the schema changes; older files are migrated in ``_ensure_schema``, newer ones are refused.
-SCHEMA_VERSION = 1
+#: Bump when the schema changes; older galleries are migrated when opened, newer ones are refused.
+#: 1: subjects, embeddings, thumbnails. 2: + the change log (``changes``).
+SCHEMA_VERSION = 2
 #: Longest subject name accepted (names end up in reports and UIs).
 MAX_NAME_LENGTH = 256
 #: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
@@ -207,6 +212,26 @@ class GalleryStore(ABC):
     def revision(self) -> Hashable | None:
         """Changes whenever stored embeddings may have changed (``None``: never cache)."""
 
+    def changes_since(self, seq: int) -> list | None:
+        """Embedding changes committed after change ``seq`` (see :class:`Change`), or ``None`` when the store
+        keeps no change log or cannot list them all: search indexes then rebuild when ``revision`` changes."""
+        return None
+
+    def change_seq(self) -> int | None:
+        """Sequence number of the newest committed change (``None``: no change log)."""
+        return None
+
+    #: May search indexes built now be cached (see :attr:`SQLGalleryStore.cacheable`)?
+    cacheable = True
+
+    def embedding_rows(self, model_id: str, *, model_version: str | None = None,
+                       ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``(row ids, N x D matrix, subject names)``; stores without embedding ids number the rows."""
+        if ids is not None:
+            raise NotImplementedError(f"{type(self).__name__} cannot fetch embeddings by id")
+        matrix, names = self.embeddings(model_id, model_version=model_version)
+        return np.arange(len(names), dtype=np.int64), matrix, names
+
     def native_search(
         self, model_id: str, queries: np.ndarray, k: int, *, model_version: str | None = None
     ) -> list[list[tuple[str, float]]] | None:
@@ -220,7 +245,364 @@ class GalleryStore(ABC):
         self.close()
 
 
-_SCHEMA = """
+class Change(NamedTuple):
+    """One committed change to the stored embeddings, in commit order (``seq`` grows with every change).
+
+    ``op`` is ``"add"`` or ``"del"`` (one embedding, ``embedding_id``) or ``"reset"`` (every embedding of
+    ``model_id``/``model_version`` may have gone: rebuild from the store)."""
+
+    seq: int
+    op: str
+    embedding_id: int | None
+    model_id: str
+    model_version: str | None
+
+
+#: Change-log rows kept; a reader further behind than this rebuilds its index from the store.
+CHANGE_LOG_KEEP = 100_000
+
+
+class SQLGalleryStore(GalleryStore):
+    """The gallery in SQL, written once for every backend (SQLite here, PostgreSQL in ``gallery.postgres``).
+
+    Subclasses provide the connection: :meth:`_rows`, :meth:`_exec` and :meth:`_insert` (each runs one
+    statement written with ``?`` placeholders), :meth:`transaction`, :meth:`scrub`, :meth:`close` and
+    :attr:`location` (for messages). Every write also appends to the ``changes`` table in the same transaction,
+    so search indexes in any process can follow writes one by one (:meth:`changes_since`) instead of
+    rebuilding; writers are serialised, so ``seq`` order is commit order.
+    """
+
+    location: str = "gallery"  # where the store is, for messages: a file path or a URL without its password
+    #: "?" (SQLite) or "%s" (psycopg)
+    placeholder = "?"
+
+    # ------------------------------------------------------------------ what a backend provides
+    @abstractmethod
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """All result rows of one statement."""
+
+    @abstractmethod
+    def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    def _insert(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one ``INSERT ... RETURNING id``; the new id."""
+        return int(self._rows(sql + " RETURNING id", args)[0][0])
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> tuple | None:
+        rows = self._rows(sql, args)
+        return rows[0] if rows else None
+
+    def _serialise_writers(self) -> None:
+        """Called in a write transaction before its change rows: make ``seq`` order the commit order."""
+
+    @property
+    @abstractmethod
+    def cacheable(self) -> bool:
+        """False inside this thread's open transaction: what it sees may still roll back, so nothing read
+        then may be cached under a change number."""
+
+    def _deleted(self) -> None:
+        """Data was deleted in the current transaction: purge freed copies once it commits."""
+
+    # ------------------------------------------------------------------ change log
+    def _log(self, op: str, model_id: str, model_version: str | None, ids: Sequence[int] = (None,)) -> None:
+        self._serialise_writers()
+        for embedding_id in ids:
+            self._exec("INSERT INTO changes (op, embedding_id, model_id, model_version) VALUES (?, ?, ?, ?)",
+                       (op, embedding_id, model_id, model_version))
+
+    def _log_removal(self, where: str, args: Sequence[Any]) -> None:
+        """Log a ``del`` for every embedding the coming ``DELETE`` (``where`` on table ``embeddings``) removes."""
+        self._serialise_writers()
+        self._exec("INSERT INTO changes (op, embedding_id, model_id, model_version) "
+                   f"SELECT 'del', id, model_id, model_version FROM embeddings WHERE {where} ORDER BY id", args)
+
+    def _prune_changes(self) -> None:
+        """Keep the newest :data:`CHANGE_LOG_KEEP` changes (pruned in steps of 1,000 rows)."""
+        lo, hi = self._one("SELECT MIN(seq), MAX(seq) FROM changes") or (None, None)
+        if hi is not None and hi - lo >= CHANGE_LOG_KEEP + 1000:
+            self._exec("DELETE FROM changes WHERE seq <= ?", (hi - CHANGE_LOG_KEEP,))
+
+    def change_seq(self) -> int:
+        """The sequence number of the newest committed change (0: none yet)."""
+        return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM changes")[0])
+
+    @property
+    def revision(self) -> int:
+        return self.change_seq()
+
+    def changes_since(self, seq: int, *, limit: int = CHANGE_LOG_KEEP) -> list[Change] | None:
+        """Changes after ``seq`` in order; ``None`` when they cannot all be listed (pruned, or more than
+        ``limit``): then rebuild from the store."""
+        first = self._one("SELECT MIN(seq), MAX(seq) FROM changes")
+        lo, hi = (first or (None, None))
+        if hi is None or seq >= hi:
+            return [] if hi is None or seq == hi else None
+        if seq < lo - 1 or hi - seq > limit:
+            return None
+        rows = self._rows("SELECT seq, op, embedding_id, model_id, model_version FROM changes WHERE seq > ? ORDER BY seq",
+                          (seq,))
+        return [Change(int(r[0]), r[1], None if r[2] is None else int(r[2]), r[3], r[4]) for r in rows]
+
+    # ------------------------------------------------------------------ subjects
+    def _subject_id(self, name: str) -> int | None:
+        row = self._one("SELECT id FROM subjects WHERE name = ?", (name,))
+        return None if row is None else int(row[0])
+
+    def add_subject(self, name: str, meta: dict[str, Any] | None = None, *, exist_ok: bool = False) -> int:
+        name = validate_name(name)
+        meta_json = _meta_json(meta)
+        with self.transaction():
+            existing = self._subject_id(name)
+            if existing is not None:
+                if exist_ok:
+                    if meta is not None:
+                        self._exec("UPDATE subjects SET meta = ? WHERE id = ?", (meta_json, existing))
+                    return existing
+                raise DuplicateSubjectError(f"{self.location}: subject {name!r} is already enrolled")
+            return self._insert("INSERT INTO subjects (name, meta, created) VALUES (?, ?, ?)", (name, meta_json, _utcnow()))
+
+    def _info_rows(self, where: str = "", args: tuple = ()) -> list[SubjectInfo]:
+        rows = self._rows(
+            "SELECT s.id, s.name, s.created, s.meta, e.model_id, COUNT(e.id) FROM subjects s "
+            f"LEFT JOIN embeddings e ON e.subject_id = s.id {where} GROUP BY s.id, s.name, s.created, s.meta, e.model_id "
+            "ORDER BY s.name, e.model_id",
+            args,
+        )
+        infos: dict[int, SubjectInfo] = {}
+        for sid, name, created, meta, model_id, count in rows:
+            info = infos.get(sid)
+            if info is None:
+                info = infos[sid] = SubjectInfo(id=int(sid), name=name, created=created, meta=json.loads(meta or "{}"))
+            if model_id is not None:
+                info.embeddings[model_id] = int(count)
+        return list(infos.values())
+
+    def get_subject(self, name: str, *, strict: bool = False) -> SubjectInfo | None:
+        name = validate_name(name)
+        found = self._info_rows("WHERE s.name = ?", (name,))
+        if not found:
+            if strict:
+                raise UnknownSubjectError(name, self.location)
+            return None
+        return found[0]
+
+    def list_subjects(self) -> list[SubjectInfo]:
+        return self._info_rows()
+
+    def __len__(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM subjects")[0])
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return self._subject_id(unicodedata.normalize("NFC", name).strip()) is not None
+
+    def remove_subject(self, name: str, *, strict: bool = False) -> bool:
+        """Delete the subject, its embeddings and thumbnails, then scrub the freed copies (slow on huge galleries)."""
+        name = validate_name(name)
+        with self.transaction():
+            sid = self._subject_id(name)
+            if sid is None:
+                if strict:
+                    raise UnknownSubjectError(name, self.location)
+                return False
+            self._log_removal("subject_id = ?", (sid,))
+            self._exec("DELETE FROM subjects WHERE id = ?", (sid,))  # embeddings and thumbnails cascade
+            self._deleted()
+        return True
+
+    # ------------------------------------------------------------------ embeddings
+    def _model_dim(self, model_id: str) -> int | None:
+        row = self._one("SELECT dim FROM embeddings WHERE model_id = ? LIMIT 1", (model_id,))
+        return None if row is None else int(row[0])
+
+    def _other_version(self, model_id: str, model_version: str) -> bool:
+        """Does the gallery hold ``model_id`` embeddings of another version? Two range look-ups on the
+        (model_id, model_version) index, so enrolling into a million-row gallery stays instant."""
+        return any(
+            self._one(f"SELECT 1 FROM embeddings WHERE model_id = ? AND model_version {op} ? LIMIT 1", (model_id, model_version))
+            for op in ("<", ">")
+        )
+
+    def enroll(
+        self,
+        name: str,
+        embeddings: np.ndarray,
+        *,
+        model_id: str,
+        model_version: str,
+        sources: Sequence[str] | None = None,
+        thumbnails: Sequence[bytes] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> EnrollResult:
+        """Validate everything first, then write subject + embeddings (+ thumbnails) in one transaction.
+
+        Embeddings are stored L2-normalised. The dimension must match what the gallery already holds for
+        ``model_id``, and so must ``model_version``: embeddings of two versions of a backbone live in different
+        spaces and cannot be compared (re-enrol after ``remove_embeddings(model_id)``). ``sources`` (e.g. image
+        file names) and ``thumbnails`` (encoded image bytes) are optional but, when given, need one entry per row.
+        """
+        name, sources, thumbnails = _check_enrolment(name, embeddings, model_id, model_version, sources, thumbnails)
+        meta_json = _meta_json(meta) if meta is not None else None
+        with self.transaction():
+            if self._other_version(model_id, model_version):
+                versions = [r[0] for r in self._rows("SELECT DISTINCT model_version FROM embeddings WHERE model_id = ?",
+                                                     (model_id,))]
+                raise EmbeddingError(
+                    f"{self.location}: the gallery holds {model_id!r} embeddings of version {', '.join(map(repr, versions))}, "
+                    f"not {model_version!r}; embeddings of different versions are not comparable: remove the old ones "
+                    "(remove_embeddings) and re-enrol everyone, or use a new model_id"
+                )
+            vectors = validate_embeddings(embeddings, expected_dim=self._model_dim(model_id), sources=sources)
+            sid = self._subject_id(name)
+            created = sid is None
+            now = _utcnow()
+            if created:
+                sid = self._insert("INSERT INTO subjects (name, meta, created) VALUES (?, ?, ?)", (name, meta_json or "{}", now))
+            elif meta_json is not None:
+                self._exec("UPDATE subjects SET meta = ? WHERE id = ?", (meta_json, sid))
+            ids = []
+            d = vectors.shape[1]
+            for i, vec in enumerate(vectors):
+                eid = self._insert(
+                    "INSERT INTO embeddings (subject_id, model_id, model_version, dim, vector, source, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sid, model_id, model_version, d, vec.astype("<f4").tobytes(), None if sources is None else sources[i], now),
+                )
+                ids.append(eid)
+                if thumbnails is not None:
+                    self._exec("INSERT INTO thumbnails (embedding_id, image) VALUES (?, ?)", (eid, bytes(thumbnails[i])))
+            self._log("add", model_id, model_version, ids)
+            self._prune_changes()
+        return EnrollResult(subject_id=sid, subject_created=created, embedding_ids=ids)
+
+    def remove_embeddings(self, model_id: str, *, model_version: str | None = None) -> int:
+        """Delete every embedding (and thumbnail) of one model, e.g. before re-enrolling with a new version;
+        subjects stay. Returns the number of embeddings removed; the freed bytes are scrubbed like a removal."""
+        where, args = "model_id = ?", (model_id,)
+        if model_version is not None:
+            where, args = where + " AND model_version = ?", args + (model_version,)
+        with self.transaction():
+            removed = self._exec(f"DELETE FROM embeddings WHERE {where}", args)
+            if removed:
+                self._log("reset", model_id, model_version)
+                self._deleted()
+        return int(removed)
+
+    def _matrix(self, rows: list[tuple], model_id: str) -> np.ndarray:
+        dims = {int(r[1]) for r in rows}
+        if len(dims) != 1:
+            raise GalleryError(
+                f"{self.location}: model {model_id!r} has embeddings of several dimensions {sorted(dims)}; the store is inconsistent"
+            )
+        d = dims.pop()
+        return np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(len(rows), d).astype(np.float32)
+
+    def embedding_rows(self, model_id: str, *, model_version: str | None = None,
+                       ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``(embedding ids, N x D matrix, subject names)`` of one model (only the given ``ids``, if any), by id."""
+        sql = ("SELECT s.name, e.dim, e.vector, e.id FROM embeddings e JOIN subjects s ON s.id = e.subject_id "
+               "WHERE e.model_id = ?")
+        args: tuple = (model_id,)
+        if model_version is not None:
+            sql += " AND e.model_version = ?"
+            args += (model_version,)
+        rows: list[tuple] = []
+        if ids is None:
+            rows = self._rows(sql + " ORDER BY e.id", args)
+        else:
+            wanted = [int(i) for i in ids]
+            for start in range(0, len(wanted), 500):  # bounded statement size
+                chunk = wanted[start : start + 500]
+                rows += self._rows(sql + f" AND e.id IN ({', '.join('?' * len(chunk))})", args + tuple(chunk))
+            rows.sort(key=lambda r: int(r[3]))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), dtype=np.float32), []
+        return np.asarray([int(r[3]) for r in rows], np.int64), self._matrix(rows, model_id), [r[0] for r in rows]
+
+    def embeddings(self, model_id: str, *, model_version: str | None = None) -> tuple[np.ndarray, list[str]]:
+        _, matrix, names = self.embedding_rows(model_id, model_version=model_version)
+        return matrix, names
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Model ids -> ``{"dim", "count", "versions"}``; cached until the next change (every identification asks,
+        and counting a million rows each time would cost more than the search)."""
+        if not self.cacheable:
+            return self._count_models()
+        seq = self.change_seq()
+        cached = self.__dict__.get("_models_cache")
+        if cached is not None and cached[0] == seq:
+            return copy.deepcopy(cached[1])
+        out = self._count_models()
+        self.__dict__["_models_cache"] = (seq, out)
+        return copy.deepcopy(out)
+
+    def _count_models(self) -> dict[str, dict[str, Any]]:
+        rows = self._rows(
+            "SELECT model_id, model_version, MIN(dim), COUNT(*) FROM embeddings "
+            "GROUP BY model_id, model_version ORDER BY model_id, model_version"
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for model_id, version, dim, count in rows:
+            entry = out.setdefault(model_id, {"dim": int(dim), "count": 0, "versions": []})
+            entry["count"] += int(count)
+            entry["versions"].append(version)
+        return out
+
+    def thumbnails(self, name: str, *, model_id: str | None = None) -> list[bytes]:
+        """Stored thumbnails of a subject in enrolment order (``UnknownSubjectError`` if not enrolled)."""
+        name = validate_name(name)
+        sid = self._subject_id(name)
+        if sid is None:
+            raise UnknownSubjectError(name, self.location)
+        sql = "SELECT t.image FROM thumbnails t JOIN embeddings e ON e.id = t.embedding_id WHERE e.subject_id = ?"
+        args: tuple = (sid,)
+        if model_id is not None:
+            sql += " AND e.model_id = ?"
+            args += (model_id,)
+        return [bytes(r[0]) for r in self._rows(sql + " ORDER BY e.id", args)]
+
+
+def _meta_json(meta: dict[str, Any] | None) -> str:
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, dict):
+        raise GalleryError(f"subject meta must be a dict, got {type(meta).__name__}")
+    try:
+        return json.dumps(meta, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"subject meta is not JSON-serialisable: {exc}") from exc
+
+
+def _check_enrolment(name, embeddings, model_id, model_version, sources, thumbnails):
+    """Everything about an enrolment that needs no database: the name, ids, and one source/thumbnail per row."""
+    name = validate_name(name)
+    for label, value in (("model_id", model_id), ("model_version", model_version)):
+        if not isinstance(value, str) or not value.strip():
+            raise GalleryError(f"enrolment of {name!r} needs a non-empty {label}")
+    n_rows = embeddings.shape[0] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2 else 1
+    if sources is not None:
+        sources = [str(s) for s in sources]
+        if len(sources) != n_rows:
+            raise GalleryError(f"enrolment of {name!r}: {len(sources)} sources for {n_rows} embeddings")
+    if thumbnails is not None:
+        thumbnails = list(thumbnails)
+        if len(thumbnails) != n_rows:
+            raise GalleryError(f"enrolment of {name!r}: {len(thumbnails)} thumbnails for {n_rows} embeddings")
+        for i, thumb in enumerate(thumbnails):
+            if not isinstance(thumb, (bytes, bytearray, memoryview)) or len(thumb) == 0:
+                raise GalleryError(f"enrolment of {name!r}: thumbnail {i} is not non-empty bytes")
+            if len(thumb) > MAX_THUMBNAIL_BYTES:
+                raise GalleryError(
+                    f"enrolment of {name!r}: thumbnail {i} is {len(thumb)} bytes; at most {MAX_THUMBNAIL_BYTES} allowed"
+                )
+    return name, sources, thumbnails
+
+
+#: Schema of each version, and how to get there from the one before (SQLite dialect; gallery.postgres has its own).
+_SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subjects (
     id INTEGER PRIMARY KEY,
@@ -245,6 +627,19 @@ CREATE TABLE IF NOT EXISTS thumbnails (
     image BLOB NOT NULL
 );
 """
+_SQLITE_MIGRATIONS = {
+    # 1 -> 2: the change log that lets every process's search index follow writes without rebuilding
+    2: """
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'del', 'reset')),
+    embedding_id INTEGER,
+    model_id TEXT NOT NULL,
+    model_version TEXT
+);
+CREATE INDEX IF NOT EXISTS embeddings_by_model_version ON embeddings(model_id, model_version);
+""",
+}
 
 
 def _make_private_dir(folder: Path, *, tighten_existing: bool) -> None:
@@ -264,16 +659,17 @@ def _make_private_dir(folder: Path, *, tighten_existing: bool) -> None:
             pass
 
 
-class SQLiteGalleryStore(GalleryStore):
+class SQLiteGalleryStore(SQLGalleryStore):
     """Single-file gallery: SQLite in WAL mode, foreign keys with cascading deletes, float32 BLOB embeddings.
 
     Safe to share between threads of one process (one connection behind a re-entrant lock); several processes
-    may open the same file (SQLite locking; ``revision`` sees their commits through ``PRAGMA data_version``).
+    may open the same file (SQLite locking; their writes reach each other's search indexes through the change log).
     """
 
     def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0):
         default = path is None
         self.path = Path(default_gallery_path() if default else path).expanduser()
+        self.location = str(self.path)
         if self.path.is_dir():
             raise GalleryError(f"{self.path}: is a folder; give the gallery file path (e.g. {self.path / GALLERY_FILENAME})")
         try:
@@ -288,7 +684,6 @@ class SQLiteGalleryStore(GalleryStore):
             raise GalleryError(f"{self.path}: cannot create the gallery file ({exc.strerror or exc})") from exc
         self._lock = threading.RLock()
         self._depth = 0
-        self._writes = 0
         self._scrub_pending = False
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -319,11 +714,27 @@ class SQLiteGalleryStore(GalleryStore):
             raise GalleryError(f"{self.path}: gallery is closed")
         return self._conn
 
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db().execute(sql, tuple(args)).fetchall()
+
+    def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with self._lock:
+            return int(self._db().execute(sql, tuple(args)).rowcount)
+
+    def _deleted(self) -> None:
+        self._scrub_pending = True
+
+    @property
+    def cacheable(self) -> bool:
+        return self._depth == 0
+
     def _ensure_schema(self) -> None:
         db = self._db()
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "schema_version" not in tables:
             raise GalleryError(f"{self.path}: is an SQLite file but not an occluface gallery (tables: {', '.join(sorted(tables))})")
+        version = None
         if "schema_version" in tables:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             version = row[0] if row else None
@@ -332,12 +743,20 @@ class SQLiteGalleryStore(GalleryStore):
                     f"{self.path}: gallery schema version {version} is not supported by this occluface "
                     f"(supports up to {SCHEMA_VERSION}); upgrade occluface"
                 )
-            return
-        with self.transaction():  # BEGIN IMMEDIATE: a second process creating the same file waits, then skips
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            if db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            if version == SCHEMA_VERSION:
+                return
+        with self.transaction():  # BEGIN IMMEDIATE: a second process creating or migrating the file waits, then skips
+            row = db.execute("SELECT version FROM schema_version").fetchone() if version is not None else None
+            current = row[0] if row else 0
+            if current == 0:
+                for statement in filter(str.strip, _SQLITE_SCHEMA.split(";")):
+                    db.execute(statement)
+                current = 1
+            for target in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in filter(str.strip, _SQLITE_MIGRATIONS[target].split(";")):
+                    db.execute(statement)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteGalleryStore]:
@@ -378,7 +797,6 @@ class SQLiteGalleryStore(GalleryStore):
                 if isinstance(exc, sqlite3.Error):
                     raise GalleryError(f"{self.path}: could not save the changes ({exc}); nothing was written") from exc
                 raise
-            self._writes += 1
             if self._scrub_pending:
                 self._scrub_pending = False
                 self.scrub()
@@ -410,11 +828,6 @@ class SQLiteGalleryStore(GalleryStore):
                     "could not be purged from the write-ahead log yet; call scrub() again when it has closed"
                 )
 
-    @property
-    def revision(self) -> tuple[int, int]:
-        with self._lock:
-            return (self._writes, int(self._db().execute("PRAGMA data_version").fetchone()[0]))
-
     def close(self) -> None:
         with self._lock:
             if self._conn is None:
@@ -426,247 +839,24 @@ class SQLiteGalleryStore(GalleryStore):
             self._close_quietly()
         self.__dict__.pop(SEARCH_CACHE_ATTR, None)  # the indexes occluface.gallery.search built on this store
 
-    # ------------------------------------------------------------------ subjects
-    def _subject_id(self, name: str) -> int | None:
-        row = self._db().execute("SELECT id FROM subjects WHERE name = ?", (name,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def add_subject(self, name: str, meta: dict[str, Any] | None = None, *, exist_ok: bool = False) -> int:
-        name = validate_name(name)
-        meta_json = self._meta_json(meta)
-        with self.transaction():
-            existing = self._subject_id(name)
-            if existing is not None:
-                if exist_ok:
-                    if meta is not None:
-                        self._db().execute("UPDATE subjects SET meta = ? WHERE id = ?", (meta_json, existing))
-                    return existing
-                raise DuplicateSubjectError(f"{self.path}: subject {name!r} is already enrolled")
-            cur = self._db().execute(
-                "INSERT INTO subjects (name, meta, created) VALUES (?, ?, ?)", (name, meta_json, _utcnow())
-            )
-            return int(cur.lastrowid)
-
-    def _meta_json(self, meta: dict[str, Any] | None) -> str:
-        if meta is None:
-            return "{}"
-        if not isinstance(meta, dict):
-            raise GalleryError(f"subject meta must be a dict, got {type(meta).__name__}")
-        try:
-            return json.dumps(meta, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise GalleryError(f"subject meta is not JSON-serialisable: {exc}") from exc
-
-    def _info_rows(self, where: str = "", args: tuple = ()) -> list[SubjectInfo]:
-        rows = self._db().execute(
-            "SELECT s.id, s.name, s.created, s.meta, e.model_id, COUNT(e.id) FROM subjects s "
-            f"LEFT JOIN embeddings e ON e.subject_id = s.id {where} GROUP BY s.id, e.model_id ORDER BY s.name, e.model_id",
-            args,
-        ).fetchall()
-        infos: dict[int, SubjectInfo] = {}
-        for sid, name, created, meta, model_id, count in rows:
-            info = infos.get(sid)
-            if info is None:
-                info = infos[sid] = SubjectInfo(id=sid, name=name, created=created, meta=json.loads(meta or "{}"))
-            if model_id is not None:
-                info.embeddings[model_id] = int(count)
-        return list(infos.values())
-
-    def get_subject(self, name: str, *, strict: bool = False) -> SubjectInfo | None:
-        name = validate_name(name)
-        with self._lock:
-            found = self._info_rows("WHERE s.name = ?", (name,))
-        if not found:
-            if strict:
-                raise UnknownSubjectError(name, str(self.path))
-            return None
-        return found[0]
-
-    def list_subjects(self) -> list[SubjectInfo]:
-        with self._lock:
-            return self._info_rows()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db().execute("SELECT COUNT(*) FROM subjects").fetchone()[0])
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        with self._lock:
-            return self._subject_id(unicodedata.normalize("NFC", name).strip()) is not None
-
-    def remove_subject(self, name: str, *, strict: bool = False) -> bool:
-        """Delete the subject, its embeddings and thumbnails, then scrub the files (slow on huge galleries)."""
-        name = validate_name(name)
-        with self.transaction():
-            cur = self._db().execute("DELETE FROM subjects WHERE name = ?", (name,))
-            if cur.rowcount == 0:
-                if strict:
-                    raise UnknownSubjectError(name, str(self.path))
-                return False
-            self._scrub_pending = True
-        return True
-
-    # ------------------------------------------------------------------ embeddings
-    def _model_dim(self, model_id: str) -> int | None:
-        row = self._db().execute("SELECT dim FROM embeddings WHERE model_id = ? LIMIT 1", (model_id,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def enroll(
-        self,
-        name: str,
-        embeddings: np.ndarray,
-        *,
-        model_id: str,
-        model_version: str,
-        sources: Sequence[str] | None = None,
-        thumbnails: Sequence[bytes] | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> EnrollResult:
-        """Validate everything first, then write subject + embeddings (+ thumbnails) in one transaction.
-
-        Embeddings are stored L2-normalised. The dimension must match what the gallery already holds for
-        ``model_id``, and so must ``model_version``: embeddings of two versions of a backbone live in different
-        spaces and cannot be compared (re-enrol after ``remove_embeddings(model_id)``). ``sources`` (e.g. image
-        file names) and ``thumbnails`` (encoded image bytes) are optional but, when given, need one entry per row.
-        """
-        name = validate_name(name)
-        for label, value in (("model_id", model_id), ("model_version", model_version)):
-            if not isinstance(value, str) or not value.strip():
-                raise GalleryError(f"enrolment of {name!r} needs a non-empty {label}")
-        n_rows = embeddings.shape[0] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2 else 1
-        if sources is not None:
-            sources = [str(s) for s in sources]
-            if len(sources) != n_rows:
-                raise GalleryError(f"enrolment of {name!r}: {len(sources)} sources for {n_rows} embeddings")
-        if thumbnails is not None:
-            thumbnails = list(thumbnails)
-            if len(thumbnails) != n_rows:
-                raise GalleryError(f"enrolment of {name!r}: {len(thumbnails)} thumbnails for {n_rows} embeddings")
-            for i, thumb in enumerate(thumbnails):
-                if not isinstance(thumb, (bytes, bytearray, memoryview)) or len(thumb) == 0:
-                    raise GalleryError(f"enrolment of {name!r}: thumbnail {i} is not non-empty bytes")
-                if len(thumb) > MAX_THUMBNAIL_BYTES:
-                    raise GalleryError(
-                        f"enrolment of {name!r}: thumbnail {i} is {len(thumb)} bytes; at most {MAX_THUMBNAIL_BYTES} allowed"
-                    )
-        meta_json = self._meta_json(meta) if meta is not None else None
-        with self.transaction():
-            db = self._db()
-            versions = [
-                r[0] for r in db.execute("SELECT DISTINCT model_version FROM embeddings WHERE model_id = ?", (model_id,))
-            ]
-            if versions and model_version not in versions:
-                raise EmbeddingError(
-                    f"{self.path}: the gallery holds {model_id!r} embeddings of version {', '.join(map(repr, versions))}, "
-                    f"not {model_version!r}; embeddings of different versions are not comparable: remove the old ones "
-                    "(remove_embeddings) and re-enrol everyone, or use a new model_id"
-                )
-            vectors = validate_embeddings(embeddings, expected_dim=self._model_dim(model_id), sources=sources)
-            sid = self._subject_id(name)
-            created = sid is None
-            now = _utcnow()
-            if created:
-                sid = int(
-                    db.execute(
-                        "INSERT INTO subjects (name, meta, created) VALUES (?, ?, ?)", (name, meta_json or "{}", now)
-                    ).lastrowid
-                )
-            elif meta_json is not None:
-                db.execute("UPDATE subjects SET meta = ? WHERE id = ?", (meta_json, sid))
-            ids = []
-            d = vectors.shape[1]
-            for i, vec in enumerate(vectors):
-                cur = db.execute(
-                    "INSERT INTO embeddings (subject_id, model_id, model_version, dim, vector, source, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sid, model_id, model_version, d, vec.astype("<f4").tobytes(), None if sources is None else sources[i], now),
-                )
-                ids.append(int(cur.lastrowid))
-                if thumbnails is not None:
-                    db.execute("INSERT INTO thumbnails (embedding_id, image) VALUES (?, ?)", (cur.lastrowid, bytes(thumbnails[i])))
-        return EnrollResult(subject_id=sid, subject_created=created, embedding_ids=ids)
-
-    def remove_embeddings(self, model_id: str, *, model_version: str | None = None) -> int:
-        """Delete every embedding (and thumbnail) of one model, e.g. before re-enrolling with a new version;
-        subjects stay. Returns the number of embeddings removed; the freed bytes are scrubbed like a removal."""
-        sql, args = "DELETE FROM embeddings WHERE model_id = ?", (model_id,)
-        if model_version is not None:
-            sql, args = sql + " AND model_version = ?", args + (model_version,)
-        with self.transaction():
-            removed = self._db().execute(sql, args).rowcount
-            if removed:
-                self._scrub_pending = True
-        return int(removed)
-
-    def embeddings(self, model_id: str, *, model_version: str | None = None) -> tuple[np.ndarray, list[str]]:
-        sql = "SELECT s.name, e.dim, e.vector FROM embeddings e JOIN subjects s ON s.id = e.subject_id WHERE e.model_id = ?"
-        args: tuple = (model_id,)
-        if model_version is not None:
-            sql += " AND e.model_version = ?"
-            args += (model_version,)
-        with self._lock:
-            rows = self._db().execute(sql + " ORDER BY e.id", args).fetchall()
-        if not rows:
-            return np.zeros((0, 0), dtype=np.float32), []
-        dims = {r[1] for r in rows}
-        if len(dims) != 1:
-            raise GalleryError(
-                f"{self.path}: model {model_id!r} has embeddings of several dimensions {sorted(dims)}; the file is inconsistent"
-            )
-        d = dims.pop()
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), d).astype(np.float32)
-        return matrix, [r[0] for r in rows]
-
-    def models(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            rows = self._db().execute(
-                "SELECT model_id, model_version, MIN(dim), COUNT(*) FROM embeddings "
-                "GROUP BY model_id, model_version ORDER BY model_id, model_version"
-            ).fetchall()
-        out: dict[str, dict[str, Any]] = {}
-        for model_id, version, dim, count in rows:
-            entry = out.setdefault(model_id, {"dim": int(dim), "count": 0, "versions": []})
-            entry["count"] += int(count)
-            entry["versions"].append(version)
-        return out
-
-    def thumbnails(self, name: str, *, model_id: str | None = None) -> list[bytes]:
-        """Stored thumbnails of a subject in enrolment order (``UnknownSubjectError`` if not enrolled)."""
-        name = validate_name(name)
-        with self._lock:
-            sid = self._subject_id(name)
-            if sid is None:
-                raise UnknownSubjectError(name, str(self.path))
-            sql = "SELECT t.image FROM thumbnails t JOIN embeddings e ON e.id = t.embedding_id WHERE e.subject_id = ?"
-            args: tuple = (sid,)
-            if model_id is not None:
-                sql += " AND e.model_id = ?"
-                args += (model_id,)
-            return [bytes(r[0]) for r in self._db().execute(sql + " ORDER BY e.id", args)]
-
     def __repr__(self) -> str:
         return f"SQLiteGalleryStore({str(self.path)!r})"
 
 
-def open_gallery(path: str | Path | None = None) -> SQLiteGalleryStore:
-    """Open (creating if needed) the gallery at ``path``, default ``<user data dir>/occluface/gallery.sqlite3``."""
-    return SQLiteGalleryStore(path)
-
-
 __all__ = [
+    "CHANGE_LOG_KEEP",
     "SCHEMA_VERSION",
+    "Change",
     "DuplicateSubjectError",
     "EmbeddingError",
     "EnrollResult",
     "GalleryError",
     "GalleryStore",
+    "SQLGalleryStore",
     "SQLiteGalleryStore",
     "SubjectInfo",
     "UnknownSubjectError",
     "default_gallery_path",
-    "open_gallery",
     "validate_embeddings",
     "validate_name",
 ]

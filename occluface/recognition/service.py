@@ -143,16 +143,20 @@ class Recognizer:
         return face
 
     # --------------------------------------------------------------- enrolment
-    def enroll(self, name: str, sources: Sequence[ImageSource], *, thumbnails: bool = True) -> dict[str, Any]:
+    def enroll(self, name: str, sources: Sequence[ImageSource], *, thumbnails: bool = True,
+               names: Sequence[str] | None = None) -> dict[str, Any]:
         """Enrol ``name`` from one face per image: every image is checked before anything is stored.
 
-        A bad or faceless image raises an error naming it, and the gallery is left exactly as it was.
+        A bad or faceless image raises an error naming it (``names``: labels of decoded arrays, e.g. upload
+        file names), and the gallery is left exactly as it was.
         """
         if not sources:
             raise OccluFaceError(f"enrolment of {name!r} needs at least one image")
+        if names is not None and len(names) != len(sources):
+            raise OccluFaceError(f"enrolment of {name!r}: {len(names)} names for {len(sources)} images")
         embeddings, labels, thumbs = [], [], []
         for i, source in enumerate(sources):
-            label = _source_name(source, i)
+            label = names[i] if names is not None else _source_name(source, i)
             image = read_image(source, label)
             face = self.main_face(image, label)
             embeddings.append(self.enrol_vectors(image, [face])[0])

@@ -1,7 +1,7 @@
 """Identify, verify, roll-call and mask check: open to every client (they return nothing stored).
 
-Decoding and the models run in a worker thread, so the event loop keeps answering other requests; the
-service lock serialises the shared detector and embedding sessions.
+Decoding and the models run on the service's model threads (``Service.run``, no lock around them), so the
+event loop keeps answering other requests and every core works.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import base64
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from occluface.api.deps import ServiceDep, SettingsDep, decode, read_upload
 from occluface.api.schemas import (
@@ -37,14 +36,13 @@ async def identify(
 
     def work() -> IdentifyResponse:
         image = decode(data, file.filename or "upload")
-        with service.lock:
-            rec = service.rec
-            matches = rec.identify(image, image=image, k=max(1, min(int(top), 10)))
-            threshold = rec.thresholds.identify
+        rec = service.rec
+        matches = rec.identify(image, image=image, k=max(1, min(int(top), 10)))
+        threshold = rec.thresholds.identify
         return IdentifyResponse(image=ImageInfo.of(file.filename, image), threshold=threshold,
                                 faces=[m.to_dict() for m in matches])
 
-    return await run_in_threadpool(work)
+    return await service.run(work)
 
 
 @router.post("/verify", response_model=VerifyResponse)
@@ -60,11 +58,10 @@ async def verify(
     def work() -> VerifyResponse:
         img_a = decode(data_a, a.filename or "a")
         img_b = decode(data_b, b.filename or "b")
-        with service.lock:
-            result = service.rec.verify(img_a, img_b, names=(a.filename or "a", b.filename or "b"))
+        result = service.rec.verify(img_a, img_b, names=(a.filename or "a", b.filename or "b"))
         return VerifyResponse.model_validate(result.to_dict())
 
-    return await run_in_threadpool(work)
+    return await service.run(work)
 
 
 @router.post("/rollcall", response_model=RollcallResponse, response_model_exclude_unset=True)
@@ -82,12 +79,11 @@ async def rollcall(
 
     def work() -> RollcallResponse:
         image = decode(data, file.filename or "upload")
-        with service.lock:
-            result = service.rec.rollcall(image, names, method=method, threshold=threshold)
+        result = service.rec.rollcall(image, names, method=method, threshold=threshold)
         result["image"] = ImageInfo.of(file.filename, image)
         return RollcallResponse.model_validate(result)
 
-    return await run_in_threadpool(work)
+    return await service.run(work)
 
 
 @router.post("/mask-check", response_model=MaskCheckResponse, response_model_exclude_unset=True)
@@ -105,10 +101,9 @@ async def mask_check(
         from occluface.maskcheck.predict import mask_check as check
 
         image = decode(data, file.filename or "upload")
-        with service.lock:
-            results, annotated = check(image, detector=settings.detector, cam=bool(cam))
+        results, annotated = check(image, detector=settings.detector, cam=bool(cam))
         heat_map = {} if annotated is None else {"cam_png": base64.b64encode(png_bytes(annotated)).decode("ascii")}
         # cam_png unset without a heat map: the route leaves unset fields out of the answer
         return MaskCheckResponse(image=ImageInfo.of(file.filename, image), faces=results, **heat_map)
 
-    return await run_in_threadpool(work)
+    return await service.run(work)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from occluface.api.deps import ServiceDep, SettingsDep, decode, read_upload, require_key
 from occluface.api.schemas import EnrollResponse, RemovedResponse, SubjectSummary, SubjectsResponse, error_responses
@@ -23,8 +22,7 @@ KEY_REQUIRED = [Depends(require_key)]
 @router.get("", response_model=SubjectsResponse)
 def subjects(service: ServiceDep) -> SubjectsResponse:
     """Enrolled names and how many embeddings each has (no face data)."""
-    with service.lock:
-        subs = service.rec.gallery.list_subjects()
+    subs = service.rec.gallery.list_subjects()
     return SubjectsResponse(
         subjects=[SubjectSummary(name=s.name, embeddings=s.total_embeddings, created=s.created) for s in subs]
     )
@@ -45,25 +43,20 @@ async def enroll(
 
     def work() -> EnrollResponse:
         images = [decode(data, label) for data, label in uploads]
-        with service.lock:
-            rec = service.rec
-            # decoded arrays carry no names: check faces here so errors still name the file
-            for (_, label), img in zip(uploads, images):
-                rec.main_face(img, label)
-            return EnrollResponse.model_validate(rec.enroll(name, images))
+        labels = [label for _, label in uploads]  # decoded arrays carry no names: errors still name the file
+        return EnrollResponse.model_validate(service.rec.enroll(name, images, names=labels))
 
-    return await run_in_threadpool(work)
+    return await service.run(work)
 
 
 @router.delete("/{name}", dependencies=KEY_REQUIRED, response_model=RemovedResponse,
                responses=error_responses(401, 403, 404, 422))
 def remove(name: str, service: ServiceDep) -> RemovedResponse:
     """Delete a person and every trace of their data."""
-    with service.lock:
-        store = service.rec.gallery
-        if name not in store:
-            raise UnknownSubjectError(name)
-        store.remove_subject(name, strict=True)
+    store = service.rec.gallery
+    if name not in store:
+        raise UnknownSubjectError(name)
+    store.remove_subject(name, strict=True)
     return RemovedResponse(removed=name)
 
 
@@ -72,11 +65,10 @@ def remove(name: str, service: ServiceDep) -> RemovedResponse:
                        **error_responses(401, 403, 404, 422)})
 def thumbnail(name: str, index: int, service: ServiceDep) -> Response:
     """A stored enrolment thumbnail (face image data: key required)."""
-    with service.lock:
-        store = service.rec.gallery
-        if name not in store:
-            raise UnknownSubjectError(name)
-        thumbs = store.thumbnails(name)
+    store = service.rec.gallery
+    if name not in store:
+        raise UnknownSubjectError(name)
+    thumbs = store.thumbnails(name)
     if not 0 <= index < len(thumbs):
         raise HTTPException(404, f"{name!r} has {len(thumbs)} thumbnails; no index {index}")
     return Response(thumbs[index], media_type="image/jpeg")
