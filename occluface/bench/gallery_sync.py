@@ -38,7 +38,7 @@ def _fill(store, rows: np.ndarray, *, model_id: str, chunk: int = 20_000) -> flo
         batch: list[int] = []
         for start in people:
             batch.append(start)
-            if len(batch) * ROWS_PER_IDENTITY >= chunk or start == people[-1]:
+            if len(batch) * ROWS_PER_IDENTITY >= chunk or start == people[-1]:  # one transaction per chunk
                 with store.transaction():
                     for s in batch:
                         store.enroll(f"person-{s // ROWS_PER_IDENTITY:07d}", rows[s : s + ROWS_PER_IDENTITY],

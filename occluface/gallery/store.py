@@ -320,7 +320,7 @@ class SQLGalleryStore(GalleryStore):
 
     def _prune_changes(self) -> None:
         """Keep the newest :data:`CHANGE_LOG_KEEP` changes (pruned in steps of 1,000 rows)."""
-        lo, hi = self._one("SELECT MIN(seq), MAX(seq) FROM changes") or (None, None)
+        lo, hi = self._one("SELECT (SELECT MIN(seq) FROM changes), (SELECT MAX(seq) FROM changes)") or (None, None)
         if hi is not None and hi - lo >= CHANGE_LOG_KEEP + 1000:
             self._exec("DELETE FROM changes WHERE seq <= ?", (hi - CHANGE_LOG_KEEP,))
 
@@ -335,7 +335,7 @@ class SQLGalleryStore(GalleryStore):
     def changes_since(self, seq: int, *, limit: int = CHANGE_LOG_KEEP) -> list[Change] | None:
         """Changes after ``seq`` in order; ``None`` when they cannot all be listed (pruned, or more than
         ``limit``): then rebuild from the store."""
-        first = self._one("SELECT MIN(seq), MAX(seq) FROM changes")
+        first = self._one("SELECT (SELECT MIN(seq) FROM changes), (SELECT MAX(seq) FROM changes)")
         lo, hi = (first or (None, None))
         if hi is None or seq >= hi:
             return [] if hi is None or seq == hi else None
@@ -512,11 +512,14 @@ class SQLGalleryStore(GalleryStore):
         rows: list[tuple] = []
         if ids is None:
             rows = self._rows(sql + " ORDER BY e.id", args)
-        else:
+        else:  # by primary key alone (a model_id term would steer the planner to scan that model's rows)
             wanted = [int(i) for i in ids]
+            by_id = ("SELECT s.name, e.dim, e.vector, e.id, e.model_id, e.model_version FROM embeddings e "
+                     "JOIN subjects s ON s.id = e.subject_id WHERE e.id IN ")
             for start in range(0, len(wanted), 500):  # bounded statement size
                 chunk = wanted[start : start + 500]
-                rows += self._rows(sql + f" AND e.id IN ({', '.join('?' * len(chunk))})", args + tuple(chunk))
+                rows += [r[:4] for r in self._rows(by_id + f"({', '.join('?' * len(chunk))})", tuple(chunk))
+                         if r[4] == model_id and (model_version is None or r[5] == model_version)]
             rows.sort(key=lambda r: int(r[3]))
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), dtype=np.float32), []
