@@ -401,7 +401,7 @@ def test_native_search_hook_replaces_local_index():
         def _unused(self, *args, **kwargs):
             raise NotImplementedError
 
-        add_subject = get_subject = list_subjects = remove_subject = enroll = models = _unused
+        add_subject = get_subject = list_subjects = remove_subject = _write_enrolment = models = _unused
         remove_embeddings = thumbnails = transaction = close = _unused
 
     assert search_gallery(RemoteStore(), "m", np.ones(4, np.float32)) == [("remote-hit", 0.9)]

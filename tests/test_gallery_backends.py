@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,10 +189,11 @@ def test_hnsw_cannot_drop_vectors_so_the_gallery_rebuilds_it():
 def test_sqlite_gallery_of_schema_1_is_migrated(tmp_path):
     """A gallery written by the release before the change log opens, keeps its data and gains the log."""
     path = tmp_path / "old.sqlite3"
-    from occluface.gallery.store import _SQLITE_SCHEMA
+    from occluface.gallery.store import schema_statements
 
     db = sqlite3.connect(path)
-    db.executescript(_SQLITE_SCHEMA)
+    for statement in schema_statements(1, "sqlite"):
+        db.execute(statement)
     db.execute("INSERT INTO schema_version (version) VALUES (1)")
     db.execute("INSERT INTO subjects (id, name, meta, created) VALUES (1, 'ada', '{}', 'then')")
     vec = unit(np.random.default_rng(7), 1)[0]
@@ -213,11 +213,10 @@ def test_sqlite_gallery_of_schema_1_is_migrated(tmp_path):
 def test_postgres_gallery_of_schema_1_is_migrated(postgres_url):
     import psycopg
 
-    from occluface.gallery.postgres import _MIGRATIONS
+    from occluface.gallery.store import schema_statements
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for statement in filter(str.strip, _MIGRATIONS[1].split(";")):
+        for statement in schema_statements(1, "postgresql"):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (1)")
         conn.execute("INSERT INTO subjects (name, meta, created) VALUES ('ada', '{}', 'then')")

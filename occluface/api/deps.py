@@ -65,6 +65,10 @@ class Service:
         """``fn(*args)`` on a model thread; the event loop keeps serving other requests meanwhile."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
 
+    async def run_on_photo(self, data: bytes, filename: str | None, fn: Callable[[np.ndarray], T]) -> T:
+        """Decode an uploaded photo and run ``fn(image)``, both on a model thread (errors name the file)."""
+        return await self.run(lambda: fn(decode(data, filename or "upload")))
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)

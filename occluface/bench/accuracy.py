@@ -472,9 +472,7 @@ def bar_check(result: dict[str, Any], baseline: str | None = None) -> dict[str, 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Write report.md, metrics.json and one grouped-bar plot per dataset (rank-1 and AUC) into ``out``."""
-    plt = pyplot()
     out = report_dir(out)
-    figures: list[Path] = []
     models, conds = result["models"], result["conditions"]
     training = result.get("identities", HELDOUT) == TRAINING
     who = "training" if training else "held-out"
@@ -557,6 +555,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
             lines.append(f"| {ds} | " + " | ".join(pct(rows[c].get("routed_masked")) + " %" for c in conds) + " |")
     lines += ["", "Overall: " + ", ".join(f"`{m}` {'MEETS' if i['meets_bar'] else 'does not meet'} the bar" for m, i in bar["models"].items()) + "."]
 
+    plt, figures = pyplot(), []  # rank-1 and AUC bars per dataset
     for ds, res in result["datasets"].items():
         fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.4 * len(conds) * 2), 4.0))
         for ax, key, label in ((axes[0], "rank1", "rank-1 (%)"), (axes[1], "auc", "verification AUC (%)")):

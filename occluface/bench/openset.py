@@ -591,9 +591,7 @@ def calibrate(result: dict[str, Any], target: float = 1e-3, erase_from: int | No
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
-    plt = pyplot()
     out = report_dir(out)
-    figures: list[Path] = []
     ms, sizes = result["matchers"], result["gallery_sizes"]
     lines = [f"# Open-set accuracy: {', '.join(ms)} on {result['split']} people, {result['split']} mask styles", "",
              f"- data `{result['data']}`, seed {result['seed']}, up to {result['probes_per_person']} probes a person; "
@@ -646,6 +644,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> dict[str, Any]:
             lines.append("| (none: plain sface) | " + " | ".join(pct(base[c]["rank1"]) for c in ["clean", *result["styles"]])
                          + f" | {pct(np.mean([base[c]['rank1'] for c in result['styles']]))} |")
         lines.append("")
+    plt, figures = pyplot(), []  # one bar chart per dataset
     for ds, d in result["datasets"].items():
         conds = ["clean", *result["styles"]]
         fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(conds) * len(ms) / 2), 4))

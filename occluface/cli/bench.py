@@ -12,8 +12,7 @@ import typer
 
 from occluface.cli.common import (
     App,
-    DetectorOpt, MaskCacheOpt, MaskDataOpt, MaskLfwTrainOpt, MaskMaxUnmaskedOpt, MaskSeedOpt, MaskValFractionOpt,
-    MaskYalebTrainOpt, ModelOpt, console, data_option, err_console, fail, int_list, report_files, set_threads, show_report,
+    DetectorOpt, MaskSplit, ModelOpt, mask_split_options, console, data_option, err_console, fail, int_list, report_files, set_threads, show_report,
     str_list,
 )
 from occluface.errors import OccluFaceError
@@ -302,25 +301,18 @@ def bench_papers_command(
 
 
 @bench_app.command("maskcls")
+@mask_split_options
 def bench_maskcls_command(
+    split: MaskSplit,
     weights: Path | None = typer.Option(None, "--weights", help="Weights to score (default: the shipped ones)."),
-    data: Path = MaskDataOpt,
-    cache: Path = MaskCacheOpt,
-    seed: int = MaskSeedOpt,
-    max_unmasked: int = MaskMaxUnmaskedOpt,
-    val_fraction: float = MaskValFractionOpt,
-    lfw_train: int = MaskLfwTrainOpt,
-    yaleb_train: int = MaskYalebTrainOpt,
     out: Path = typer.Option(Path("reports/maskcls"), "--out", help="Folder for report.md, metrics.json, confusion PNGs."),
 ) -> None:
     """Confusion matrix, precision/recall/F1/accuracy on the held-out split and accuracy on never-seen sets."""
-    from occluface.maskcheck.data import build_dataset
     from occluface.bench.maskcheck import evaluate
     from occluface.maskcheck.model import load_weights
 
     with console.status("building / loading the cropped-face cache..."):
-        ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                           lfw_train=lfw_train, yaleb_train=yaleb_train, progress=False)
+        ds = split.build(progress=False)
     evaluate(load_weights(weights), ds, out)
     show_report([out / "report.md", out / "metrics.json", out / "confusion.png"])
 

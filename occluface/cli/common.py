@@ -7,7 +7,9 @@ Nothing heavy is imported here: `occluface --help` imports this module.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -111,13 +113,55 @@ DetectorOpt = typer.Option("auto", "--detector", help="Face detector (see `occlu
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 # The crop cache a trained mask classifier is scored or calibrated on: every option must match its training run.
-MaskDataOpt = data_option("Shared data folder")
-MaskCacheOpt = typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use).")
-MaskSeedOpt = typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with).")
-MaskMaxUnmaskedOpt = typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all.")
-MaskValFractionOpt = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with).")
-MaskLfwTrainOpt = typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with).")
-MaskYalebTrainOpt = typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with).")
+_MASK_SPLIT_OPTIONS: dict[str, tuple[type, Any]] = {
+    "data": (Path, data_option("Shared data folder")),
+    "cache": (Path, typer.Option(Path("runs/maskcls2/data.npz"), "--cache", help="Cropped-face cache (built on first use).")),
+    "seed": (int, typer.Option(0, "--seed", min=0, help="Seed of the split (must match the one trained with).")),
+    "max_unmasked": (int, typer.Option(0, "--max-unmasked", min=0, help="Unmasked mask_cls photos used (as trained with); 0: all.")),
+    "val_fraction": (float, typer.Option(0.2, "--val-fraction", min=0.05, max=0.5, help="Validation share (as trained with).")),
+    "lfw_train": (int, typer.Option(0, "--lfw-train", min=0, help="Extra lfw_dev training people (as trained with).")),
+    "yaleb_train": (int, typer.Option(0, "--yaleb-train", min=0, help="Yale B training photos per person (as trained with).")),
+}
+
+
+@dataclass(frozen=True)
+class MaskSplit:
+    """The mask-classifier data split a command was given (the options of :func:`mask_split_options`)."""
+
+    data: Path
+    cache: Path
+    seed: int
+    max_unmasked: int
+    val_fraction: float
+    lfw_train: int
+    yaleb_train: int
+
+    def build(self, *, progress: bool = True):
+        """The cropped-face data set of this split (built into the cache on first use)."""
+        from occluface.maskcheck.data import build_dataset
+
+        return build_dataset(self.data, self.cache, seed=self.seed, max_unmasked=self.max_unmasked or None,
+                             val_fraction=self.val_fraction, lfw_train=self.lfw_train, yaleb_train=self.yaleb_train,
+                             progress=progress)
+
+
+def mask_split_options(command: Any) -> Any:
+    """Give a command the mask-split options (``--data --cache --seed ...``), defined once here; the command
+    takes them as one ``split: MaskSplit`` argument. Typer reads the options from the wrapper's signature."""
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for name, p in sig.parameters.items() if name != "split"]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, (kind, option) in _MASK_SPLIT_OPTIONS.items()]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        split = MaskSplit(**{name: kwargs.pop(name) for name in _MASK_SPLIT_OPTIONS})
+        return command(split=split, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
+    return wrapper
 
 
 def print_json(data) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from occluface.cli.common import (
-    MaskCacheOpt, MaskDataOpt, MaskLfwTrainOpt, MaskMaxUnmaskedOpt, MaskSeedOpt, MaskValFractionOpt, MaskYalebTrainOpt,
+    MaskSplit, mask_split_options,
     app, console, data_option, int_list, set_threads,
 )
 
@@ -218,25 +218,18 @@ def _print_mask_bias(chosen: dict) -> None:
 
 
 @app.command("calibrate-maskcls")
+@mask_split_options
 def calibrate_maskcls_command(
+    split: MaskSplit,
     weights: Path = typer.Option(..., "--weights", help="Mask-classifier weight file to calibrate (rewritten unless --out)."),
     out: Path | None = typer.Option(None, "--out", help="Write the calibrated weights here instead."),
-    data: Path = MaskDataOpt,
-    cache: Path = MaskCacheOpt,
-    seed: int = MaskSeedOpt,
-    max_unmasked: int = MaskMaxUnmaskedOpt,
-    val_fraction: float = MaskValFractionOpt,
-    lfw_train: int = MaskLfwTrainOpt,
-    yaleb_train: int = MaskYalebTrainOpt,
 ) -> None:
     """Choose a trained mask classifier's masked-logit bias on the validation split (never the test split)."""
     from occluface.maskcheck.calibrate import calibrate_weights
-    from occluface.maskcheck.data import build_dataset
     from occluface.maskcheck.model import load_weights
 
     load_weights(weights)  # a bad file fails before the (possibly long) crop cache is built
-    ds = build_dataset(data, cache, seed=seed, max_unmasked=max_unmasked or None, val_fraction=val_fraction,
-                       lfw_train=lfw_train, yaleb_train=yaleb_train)
+    ds = split.build()
     chosen = calibrate_weights(weights, ds, out)
     _print_mask_bias(chosen)
     console.print(f"wrote {out or weights}", highlight=False)

@@ -29,50 +29,6 @@ from occluface.gallery.store import SCHEMA_VERSION, SEARCH_CACHE_ATTR, GalleryEr
 _MIGRATE_LOCK = 0x6F63_6601
 _WRITE_LOCK = 0x6F63_6602
 
-_MIGRATIONS = {
-    1: """
-CREATE TABLE IF NOT EXISTS subjects (
-    id BIGSERIAL PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    meta TEXT NOT NULL DEFAULT '{}',
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS embeddings (
-    id BIGSERIAL PRIMARY KEY,
-    subject_id BIGINT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    model_id TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    dim INTEGER NOT NULL CHECK (dim > 0),
-    vector BYTEA NOT NULL CHECK (length(vector) = 4 * dim),
-    source TEXT,
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS embeddings_by_model ON embeddings(model_id, subject_id);
-CREATE INDEX IF NOT EXISTS embeddings_by_subject ON embeddings(subject_id);
-CREATE TABLE IF NOT EXISTS thumbnails (
-    embedding_id BIGINT PRIMARY KEY REFERENCES embeddings(id) ON DELETE CASCADE,
-    image BYTEA NOT NULL
-);
-""",
-    2: """
-CREATE TABLE IF NOT EXISTS changes (
-    seq BIGSERIAL PRIMARY KEY,
-    op TEXT NOT NULL CHECK (op IN ('add', 'del', 'reset')),
-    embedding_id BIGINT,
-    model_id TEXT NOT NULL,
-    model_version TEXT
-);
-CREATE INDEX IF NOT EXISTS embeddings_by_model_version ON embeddings(model_id, model_version);
-CREATE TABLE IF NOT EXISTS api_keys (
-    name TEXT PRIMARY KEY,
-    sha256 TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-""",
-}
-assert max(_MIGRATIONS) == SCHEMA_VERSION
-
-
 def redact(url: str) -> str:
     """The URL without its password (for messages and logs)."""
     parts = urlsplit(url)
@@ -97,6 +53,7 @@ class PostgresGalleryStore(SQLGalleryStore):
     thread's open transaction keeps its own connection until it ends."""
 
     placeholder = "%s"
+    dialect = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 30.0):
         psycopg, psycopg_pool = _psycopg()
@@ -167,12 +124,7 @@ class PostgresGalleryStore(SQLGalleryStore):
                     f"{self.location}: gallery schema version {current} is not supported by this occluface "
                     f"(supports up to {SCHEMA_VERSION}); upgrade occluface"
                 )
-            for target in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in filter(str.strip, _MIGRATIONS[target].split(";")):
-                    self._exec(statement)
-            if current != SCHEMA_VERSION:
-                self._exec("DELETE FROM schema_version")
-                self._exec("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            self._migrate(current)
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresGalleryStore]:
@@ -220,24 +172,6 @@ class PostgresGalleryStore(SQLGalleryStore):
         self._closed = True
         self._pool.close()
         self.__dict__.pop(SEARCH_CACHE_ATTR, None)
-
-    # ------------------------------------------------------------------ API keys (same database)
-    def api_keys(self) -> dict[str, str]:
-        """API key names -> SHA-256 of the key (the keys themselves are never stored)."""
-        return {name: digest for name, digest in self._rows("SELECT name, sha256 FROM api_keys ORDER BY name")}
-
-    def add_api_key(self, name: str, sha256: str) -> None:
-        from occluface.gallery.store import _utcnow, validate_name
-
-        name = validate_name(name)
-        with self.transaction():
-            if self._one("SELECT 1 FROM api_keys WHERE name = ?", (name,)):
-                raise GalleryError(f"{self.location}: an API key called {name!r} exists already")
-            self._exec("INSERT INTO api_keys (name, sha256, created) VALUES (?, ?, ?)", (name, sha256, _utcnow()))
-
-    def remove_api_key(self, name: str) -> bool:
-        with self.transaction():
-            return self._exec("DELETE FROM api_keys WHERE name = ?", (name,)) > 0
 
     def __repr__(self) -> str:
         return f"PostgresGalleryStore({self.location!r})"

@@ -169,7 +169,6 @@ class GalleryStore(ABC):
     def remove_subject(self, name: str, *, strict: bool = False) -> bool:
         """Delete the subject and all its data; ``False`` if unknown (``UnknownSubjectError`` when ``strict``)."""
 
-    @abstractmethod
     def enroll(
         self,
         name: str,
@@ -181,7 +180,22 @@ class GalleryStore(ABC):
         thumbnails: Sequence[bytes] | None = None,
         meta: dict[str, Any] | None = None,
     ) -> EnrollResult:
-        """Store ``N x D`` embeddings for ``name`` (created if new) in one all-or-nothing transaction."""
+        """Store ``N x D`` embeddings for ``name`` (created if new) in one all-or-nothing transaction.
+
+        Embeddings are stored L2-normalised. The dimension must match what the gallery already holds for
+        ``model_id``, and so must ``model_version``: embeddings of two versions of a backbone live in different
+        spaces and cannot be compared (re-enrol after ``remove_embeddings(model_id)``). ``sources`` (e.g. image
+        file names) and ``thumbnails`` (encoded image bytes) are optional but, when given, need one entry per row.
+        What needs no database is checked here, for every backend; :meth:`_write_enrolment` does the rest.
+        """
+        name, sources, thumbnails = _check_enrolment(name, embeddings, model_id, model_version, sources, thumbnails)
+        meta_json = _meta_json(meta) if meta is not None else None
+        return self._write_enrolment(name, embeddings, model_id, model_version, sources, thumbnails, meta_json)
+
+    @abstractmethod
+    def _write_enrolment(self, name: str, embeddings: np.ndarray, model_id: str, model_version: str,
+                         sources: list[str] | None, thumbnails: list[bytes] | None, meta_json: str | None) -> EnrollResult:
+        """Check the embeddings against what is stored and write them, all or nothing (inputs already checked)."""
 
     @abstractmethod
     def embeddings(self, model_id: str, *, model_version: str | None = None) -> tuple[np.ndarray, list[str]]:
@@ -305,6 +319,35 @@ class SQLGalleryStore(GalleryStore):
     def _deleted(self) -> None:
         """Data was deleted in the current transaction: purge freed copies once it commits."""
 
+    #: which of :data:`DIALECTS` the backend speaks
+    dialect = "sqlite"
+
+    def _migrate(self, current: int) -> None:
+        """Bring the schema from version ``current`` (0: empty) to :data:`SCHEMA_VERSION`, inside the caller's
+        transaction (which the backend holds exclusively, so two processes opening at once migrate once)."""
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in schema_statements(version, self.dialect):
+                self._exec(statement)
+        if current != SCHEMA_VERSION:
+            self._exec("DELETE FROM schema_version")
+            self._exec("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    # ------------------------------------------------------------------ API keys (server galleries use them)
+    def api_keys(self) -> dict[str, str]:
+        """API key names -> SHA-256 of the key (the keys themselves are never stored)."""
+        return {name: digest for name, digest in self._rows("SELECT name, sha256 FROM api_keys ORDER BY name")}
+
+    def add_api_key(self, name: str, sha256: str) -> None:
+        name = validate_name(name)
+        with self.transaction():
+            if self._one("SELECT 1 FROM api_keys WHERE name = ?", (name,)):
+                raise GalleryError(f"{self.location}: an API key called {name!r} exists already")
+            self._exec("INSERT INTO api_keys (name, sha256, created) VALUES (?, ?, ?)", (name, sha256, _utcnow()))
+
+    def remove_api_key(self, name: str) -> bool:
+        with self.transaction():
+            return self._exec("DELETE FROM api_keys WHERE name = ?", (name,)) > 0
+
     # ------------------------------------------------------------------ change log
     def _log(self, op: str, model_id: str, model_version: str | None, ids: Sequence[int] = (None,)) -> None:
         self._serialise_writers()
@@ -426,26 +469,9 @@ class SQLGalleryStore(GalleryStore):
             for op in ("<", ">")
         )
 
-    def enroll(
-        self,
-        name: str,
-        embeddings: np.ndarray,
-        *,
-        model_id: str,
-        model_version: str,
-        sources: Sequence[str] | None = None,
-        thumbnails: Sequence[bytes] | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> EnrollResult:
-        """Validate everything first, then write subject + embeddings (+ thumbnails) in one transaction.
-
-        Embeddings are stored L2-normalised. The dimension must match what the gallery already holds for
-        ``model_id``, and so must ``model_version``: embeddings of two versions of a backbone live in different
-        spaces and cannot be compared (re-enrol after ``remove_embeddings(model_id)``). ``sources`` (e.g. image
-        file names) and ``thumbnails`` (encoded image bytes) are optional but, when given, need one entry per row.
-        """
-        name, sources, thumbnails = _check_enrolment(name, embeddings, model_id, model_version, sources, thumbnails)
-        meta_json = _meta_json(meta) if meta is not None else None
+    def _write_enrolment(self, name: str, embeddings: np.ndarray, model_id: str, model_version: str,
+                         sources: list[str] | None, thumbnails: list[bytes] | None, meta_json: str | None) -> EnrollResult:
+        """Subject + embeddings (+ thumbnails) + their change-log rows in one transaction."""
         with self.transaction():
             if self._other_version(model_id, model_version):
                 versions = [r[0] for r in self._rows("SELECT DISTINCT model_version FROM embeddings WHERE model_id = ?",
@@ -604,45 +630,63 @@ def _check_enrolment(name, embeddings, model_id, model_version, sources, thumbna
     return name, sources, thumbnails
 
 
-#: Schema of each version, and how to get there from the one before (SQLite dialect; gallery.postgres has its own).
-_SQLITE_SCHEMA = """
+#: The schema, version by version: what each migration adds to the one before, written once for both SQL
+#: dialects (``{pk}``: the row id, ``{serial}``: an id that is never reused, ``{ref}``: a column pointing at an id,
+#: ``{blob}``: bytes). A gallery is migrated to :data:`SCHEMA_VERSION` when it opens.
+SCHEMA_MIGRATIONS = {
+    1: """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subjects (
-    id INTEGER PRIMARY KEY,
+    id {pk},
     name TEXT NOT NULL UNIQUE,
-    meta TEXT NOT NULL DEFAULT '{}',
+    meta TEXT NOT NULL DEFAULT '{{}}',
     created TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS embeddings (
-    id INTEGER PRIMARY KEY,
-    subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    id {pk},
+    subject_id {ref} NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
     model_id TEXT NOT NULL,
     model_version TEXT NOT NULL,
     dim INTEGER NOT NULL CHECK (dim > 0),
-    vector BLOB NOT NULL CHECK (length(vector) = 4 * dim),
+    vector {blob} NOT NULL CHECK (length(vector) = 4 * dim),
     source TEXT,
     created TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS embeddings_by_model ON embeddings(model_id, subject_id);
 CREATE INDEX IF NOT EXISTS embeddings_by_subject ON embeddings(subject_id);
 CREATE TABLE IF NOT EXISTS thumbnails (
-    embedding_id INTEGER PRIMARY KEY REFERENCES embeddings(id) ON DELETE CASCADE,
-    image BLOB NOT NULL
+    embedding_id {ref} PRIMARY KEY REFERENCES embeddings(id) ON DELETE CASCADE,
+    image {blob} NOT NULL
 );
-"""
-_SQLITE_MIGRATIONS = {
-    # 1 -> 2: the change log that lets every process's search index follow writes without rebuilding
+""",
+    # the change log that lets every process's search index follow writes without rebuilding; API keys
+    # (used where the gallery is a server database)
     2: """
 CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {serial},
     op TEXT NOT NULL CHECK (op IN ('add', 'del', 'reset')),
-    embedding_id INTEGER,
+    embedding_id {ref},
     model_id TEXT NOT NULL,
     model_version TEXT
 );
 CREATE INDEX IF NOT EXISTS embeddings_by_model_version ON embeddings(model_id, model_version);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    created TEXT NOT NULL
+);
 """,
 }
+DIALECTS = {
+    "sqlite": {"pk": "INTEGER PRIMARY KEY", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "ref": "INTEGER", "blob": "BLOB"},
+    "postgresql": {"pk": "BIGSERIAL PRIMARY KEY", "serial": "BIGSERIAL PRIMARY KEY", "ref": "BIGINT", "blob": "BYTEA"},
+}
+assert max(SCHEMA_MIGRATIONS) == SCHEMA_VERSION
+
+
+def schema_statements(version: int, dialect: str) -> list[str]:
+    """The statements that migrate a gallery from ``version - 1`` to ``version`` in one dialect."""
+    return [st.strip() for st in SCHEMA_MIGRATIONS[version].format(**DIALECTS[dialect]).split(";") if st.strip()]
 
 
 def _make_private_dir(folder: Path, *, tighten_existing: bool) -> None:
@@ -750,16 +794,7 @@ class SQLiteGalleryStore(SQLGalleryStore):
                 return
         with self.transaction():  # BEGIN IMMEDIATE: a second process creating or migrating the file waits, then skips
             row = db.execute("SELECT version FROM schema_version").fetchone() if version is not None else None
-            current = row[0] if row else 0
-            if current == 0:
-                for statement in filter(str.strip, _SQLITE_SCHEMA.split(";")):
-                    db.execute(statement)
-                current = 1
-            for target in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in filter(str.strip, _SQLITE_MIGRATIONS[target].split(";")):
-                    db.execute(statement)
-            db.execute("DELETE FROM schema_version")
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            self._migrate(row[0] if row else 0)
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteGalleryStore]:
@@ -861,5 +896,6 @@ __all__ = [
     "UnknownSubjectError",
     "default_gallery_path",
     "validate_embeddings",
+    "schema_statements",
     "validate_name",
 ]

@@ -34,15 +34,14 @@ async def identify(
     """Every face in the photo with its best matches ("unknown" below the threshold)."""
     data = await read_upload(file, settings)
 
-    def work() -> IdentifyResponse:
-        image = decode(data, file.filename or "upload")
+    def work(image) -> IdentifyResponse:
         rec = service.rec
         matches = rec.identify(image, image=image, k=max(1, min(int(top), 10)))
         threshold = rec.thresholds.identify
         return IdentifyResponse(image=ImageInfo.of(file.filename, image), threshold=threshold,
                                 faces=[m.to_dict() for m in matches])
 
-    return await service.run(work)
+    return await service.run_on_photo(data, file.filename, work)
 
 
 @router.post("/verify", response_model=VerifyResponse)
@@ -77,13 +76,11 @@ async def rollcall(
     data = await read_upload(file, settings)
     names = [n.strip() for n in roster.split(",") if n.strip()] or None
 
-    def work() -> RollcallResponse:
-        image = decode(data, file.filename or "upload")
+    def work(image) -> RollcallResponse:
         result = service.rec.rollcall(image, names, method=method, threshold=threshold)
-        result["image"] = ImageInfo.of(file.filename, image)
-        return RollcallResponse.model_validate(result)
+        return RollcallResponse.model_validate(result | {"image": ImageInfo.of(file.filename, image)})
 
-    return await service.run(work)
+    return await service.run_on_photo(data, file.filename, work)
 
 
 @router.post("/mask-check", response_model=MaskCheckResponse, response_model_exclude_unset=True)
@@ -96,14 +93,13 @@ async def mask_check(
     """Mask state of every face; with ``cam`` also the photo with Grad-CAM heat maps (base64 PNG)."""
     data = await read_upload(file, settings)
 
-    def work() -> MaskCheckResponse:
+    def work(image) -> MaskCheckResponse:
         from occluface.maskcheck.cam import png_bytes
         from occluface.maskcheck.predict import mask_check as check
 
-        image = decode(data, file.filename or "upload")
         results, annotated = check(image, detector=settings.detector, cam=bool(cam))
         heat_map = {} if annotated is None else {"cam_png": base64.b64encode(png_bytes(annotated)).decode("ascii")}
         # cam_png unset without a heat map: the route leaves unset fields out of the answer
         return MaskCheckResponse(image=ImageInfo.of(file.filename, image), faces=results, **heat_map)
 
-    return await service.run(work)
+    return await service.run_on_photo(data, file.filename, work)

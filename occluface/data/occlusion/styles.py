@@ -5,6 +5,8 @@ masks would then look good on them and fail on the next colour or shape a gate s
 fixed look (type, colour, pattern, pleats; only the fine grain is drawn from the seed), and the family is
 split, like the people, into:
 
+The catalogue is ``styles.json`` beside this file. Its two lists:
+
 * :data:`TUNING_STYLES`: what calibration, threshold choice and any recipe choice may look at;
 * :data:`HELDOUT_STYLES`: used only by the held-out benchmark, never while anything is chosen.
 
@@ -16,7 +18,9 @@ The same style with the same seed on two faces is the *same mask* (the same-mask
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,37 +36,23 @@ class MaskStyle:
     description: str = ""
 
 
-def _s(name: str, kind: str, description: str, **params: Any) -> MaskStyle:
-    return MaskStyle(name, kind, dict(params), description)
+#: The catalogue: every style's look and its side of the split, as data (shipped with the package).
+STYLES_FILE = Path(__file__).with_name("styles.json")
 
 
-STYLES: dict[str, MaskStyle] = {s.name: s for s in (
-    # ---- tuning styles
-    _s("plain-grey", "plain", "flat mid-grey polygon over nose and mouth", color=(128, 128, 128)),
-    _s("plain-white", "plain", "flat white polygon", color=(236, 236, 236)),
-    _s("surgical-light-blue", "surgical", "light-blue pleated surgical mask", color="light-blue", pleats=3),
-    _s("surgical-mint", "surgical", "mint pleated surgical mask, 2 pleats", color="mint", pleats=2),
-    _s("kn95-white", "kn95", "white KN95 respirator", color="white"),
-    _s("cloth-navy", "cloth", "navy cloth mask, plain weave", color="navy", pattern="plain"),
-    _s("cloth-red-checks", "cloth", "red checked cloth mask", color="red", pattern="checks"),
-    _s("texture-blue", "texture", "the blue mask picture of mask_textures", texture="blue-mask"),
-    _s("scarf-olive-camo", "scarf", "olive camouflage scarf over nose and mouth", color="olive", pattern="camo"),
-    # ---- held-out styles (evaluation only)
-    _s("plain-black", "plain", "flat black polygon", color=(24, 24, 26)),
-    _s("plain-light-blue", "plain", "flat light-blue polygon", color=(150, 192, 222)),
-    _s("surgical-white", "surgical", "white pleated surgical mask, 4 pleats", color="white", pleats=4),
-    _s("kn95-black", "kn95", "black KN95 respirator", color="black"),
-    _s("cloth-black", "cloth", "black cloth mask (dark cloth)", color="black", pattern="plain"),
-    _s("cloth-beige-dots", "cloth", "beige polka-dot printed cloth mask", color="beige", pattern="dots"),
-    _s("texture-red", "texture", "the red mask picture of mask_textures", texture="red-mask"),
-    _s("scarf-purple-stripes", "scarf", "purple striped scarf", color="purple", pattern="stripes"),
-    _s("hand-mouth", "hand", "a hand held over the mouth"),
-)}
+def _load() -> tuple[dict[str, MaskStyle], tuple[str, ...], tuple[str, ...]]:
+    table = json.loads(STYLES_FILE.read_text())
+    styles: dict[str, MaskStyle] = {}
+    splits = {}
+    for split in ("tuning", "heldout"):
+        for e in table[split]:
+            params = {k: tuple(v) if isinstance(v, list) else v for k, v in e.get("params", {}).items()}
+            styles[e["name"]] = MaskStyle(e["name"], e["kind"], params, e.get("description", ""))
+        splits[split] = tuple(e["name"] for e in table[split])
+    return styles, splits["tuning"], splits["heldout"]
 
-TUNING_STYLES: tuple[str, ...] = ("plain-grey", "plain-white", "surgical-light-blue", "surgical-mint", "kn95-white",
-                                  "cloth-navy", "cloth-red-checks", "texture-blue", "scarf-olive-camo")
-HELDOUT_STYLES: tuple[str, ...] = ("plain-black", "plain-light-blue", "surgical-white", "kn95-black", "cloth-black",
-                                   "cloth-beige-dots", "texture-red", "scarf-purple-stripes", "hand-mouth")
+
+STYLES, TUNING_STYLES, HELDOUT_STYLES = _load()
 
 assert not set(TUNING_STYLES) & set(HELDOUT_STYLES) and set(TUNING_STYLES) | set(HELDOUT_STYLES) == set(STYLES)
 
