@@ -340,3 +340,32 @@ def test_a_search_inside_a_rolled_back_transaction_leaves_no_phantom(target):
         assert [n for n, _ in search_gallery(g, "m", x[1], k=5)] == sorted(["kept", "real"], key=lambda n: -float(
             x[1] @ x[0 if n == "kept" else 2]))
         assert g.models()["m"]["count"] == 2
+
+
+def test_concurrent_first_searches_build_one_index(tmp_path, monkeypatch):
+    """At a million rows a build takes a minute: threads that miss together wait for one build, not each make one."""
+    import threading
+
+    from occluface.gallery import search as search_module
+
+    rng = np.random.default_rng(13)
+    x = unit(rng, 50)
+    builds = []
+    real_build = search_module._build
+
+    def slow_build(*args, **kwargs):
+        builds.append(1)
+        time.sleep(0.3)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "_build", slow_build)
+    with open_gallery(tmp_path / "g.sqlite3") as g:
+        with g.transaction():
+            for i, v in enumerate(x):
+                g.enroll(f"p{i}", v, model_id="m", model_version="1")
+        answers = []
+        threads = [threading.Thread(target=lambda i=i: answers.append(search_gallery(g, "m", x[i], k=1)[0][0]))
+                   for i in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert sorted(answers) == ["p0", "p1", "p2", "p3"] and len(builds) == 1

@@ -119,3 +119,27 @@ def test_two_servers_on_one_postgresql_gallery_see_each_others_enrolments(postgr
     assert result["before"] is None  # the second gate did not know the newcomer ...
     assert result["identified"] and result["after"] == "Kit Harington"  # ... and names them after the first enrols
     # how soon (the 1 s bar) is a figure: `occluface bench load --gallery postgresql` reports it
+
+
+def test_a_served_app_builds_its_search_index_at_start_up(tmp_path):
+    """`occluface serve` warms up in the background: models loaded and the index built before the first identify."""
+    from fastapi.testclient import TestClient
+
+    from occluface.gallery import open_gallery
+    from occluface.recognition.matchers import create_matcher
+
+    matcher = create_matcher("sface-erase")
+    with open_gallery(tmp_path / "g.sqlite3") as g:
+        v = np.random.default_rng(0).standard_normal((3, matcher.embedding_size)).astype(np.float32)
+        g.enroll("someone", v, model_id=matcher.model_id, model_version=matcher.version)
+    app = create_app(ApiSettings(gallery=tmp_path / "g.sqlite3", warm_up=True))
+    with TestClient(app) as client:
+        assert client.get("/api/health").status_code == 200  # answering while it warms up
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rec = app.state.service._rec
+            if rec is not None and (matcher.model_id, None) in rec.gallery.__dict__.get("search_cache", {}):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the index was not built at start-up")

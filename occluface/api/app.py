@@ -12,6 +12,7 @@ response models in ``occluface.api.schemas``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,6 +48,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     _single_threaded_search()
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = app.state.service
+        if app.state.settings.warm_up:  # in the background: the server answers /api/health meanwhile
+            asyncio.get_running_loop().run_in_executor(service.pool, service.warm)
         yield
         app.state.service.close()  # the model threads; the gallery if the service opened it
 
@@ -88,6 +92,6 @@ def serve_app() -> FastAPI:
 
     raw = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
     keys = open_keys(raw.get("gallery"), raw.pop("keys_file", None), [os.environ.get("OCCLUFACE_API_KEY", "")])
-    settings = ApiSettings(keys=keys, **raw)
+    settings = ApiSettings(keys=keys, warm_up=True, **raw)
     limit_threads(settings.op_threads(), opencv=True)
     return create_app(settings)

@@ -65,6 +65,22 @@ class Service:
         """``fn(*args)`` on a model thread; the event loop keeps serving other requests meanwhile."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
 
+    def warm(self) -> None:
+        """Load the models and build the gallery's search index before the first request needs them (at a
+        million enrolments the index takes about a minute to build)."""
+        import logging
+
+        import numpy as np
+
+        from occluface.gallery.search import search_gallery_batch
+
+        try:
+            rec = self.rec
+            if rec.model_id in rec.gallery.models():
+                search_gallery_batch(rec.gallery, rec.model_id, np.ones(rec.matcher.embedding_size, np.float32), 1)
+        except Exception as exc:  # noqa: BLE001 - a request will meet (and report) the same problem
+            logging.getLogger("occluface.api").warning("warm-up failed: %s", exc)
+
     async def run_on_photo(self, data: bytes, filename: str | None, fn: Callable[[np.ndarray], T]) -> T:
         """Decode an uploaded photo and run ``fn(image)``, both on a model thread (errors name the file)."""
         return await self.run(lambda: fn(decode(data, filename or "upload")))

@@ -26,6 +26,8 @@ class ApiSettings:
     workers: int = 1
     #: threads running model work in each process; 0 = one per core this process gets
     model_threads: int = 0
+    #: load the models and build the search index when the server starts (``occluface serve`` does)
+    warm_up: bool = False
 
     def cores(self) -> int:
         """CPU cores this process may use: the machine's (its CPU affinity) shared among the workers."""

@@ -415,6 +415,11 @@ def _entries(store: GalleryStore) -> dict[tuple[str, str | None], _Cached]:
     return store.__dict__.setdefault(SEARCH_CACHE_ATTR, {})
 
 
+def _build_lock(store: GalleryStore) -> threading.Lock:
+    with _cache_lock:
+        return store.__dict__.setdefault(SEARCH_CACHE_ATTR + "_build_lock", threading.Lock())
+
+
 def clear_search_cache(store: GalleryStore | None = None) -> None:
     """Forget built indexes (all, or one store's); they are rebuilt on the next search."""
     with _cache_lock:
@@ -470,10 +475,17 @@ def _index_for(store: GalleryStore, model_id: str, model_version: str | None) ->
             with hit.lock:
                 if _caught_up(store, hit, model_id, model_version, seq):
                     return hit
-    entry = _build(store, model_id, model_version, hit)
-    if entry is not None and entry.revision is not None:
+    with _build_lock(store):  # concurrent first searches wait for one build instead of each building one
         with _cache_lock:
-            _entries(store)[key] = entry
+            fresh = _entries(store).get(key)
+        if fresh is not None and fresh is not hit:  # built by another thread meanwhile
+            with fresh.lock:
+                if _caught_up(store, fresh, model_id, model_version, store.change_seq()):
+                    return fresh
+        entry = _build(store, model_id, model_version, hit)
+        if entry is not None and entry.revision is not None:
+            with _cache_lock:
+                _entries(store)[key] = entry
     return entry
 
 
