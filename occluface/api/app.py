@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from occluface.api.deps import Service
 from occluface.api.handlers import EXCEPTION_HANDLERS
 from occluface.api.middleware import StreamLimit, content_length_limit
-from occluface.api.routes import health, recognition, subjects
+from occluface.api.routes import checkins, health, recognition, subjects
 from occluface.api.settings import STATIC, ApiSettings
 
 __all__ = ["ApiSettings", "ROUTERS", "SETTINGS_ENV", "create_app", "serve_app"]
@@ -31,7 +31,7 @@ __all__ = ["ApiSettings", "ROUTERS", "SETTINGS_ENV", "create_app", "serve_app"]
 SETTINGS_ENV = "OCCLUFACE_SERVE_SETTINGS"
 
 #: The API's routers, in the order their operations appear on /docs.
-ROUTERS = (health.router, recognition.router, subjects.router)
+ROUTERS = (health.router, recognition.router, subjects.router, checkins.router)
 
 
 def _single_threaded_search() -> None:

@@ -135,6 +135,21 @@ class SubjectsResponse(BaseModel):
     subjects: list[SubjectSummary]
 
 
+class CheckIn(BaseModel):
+    id: int
+    time: str = Field(description="When the person was checked in (ISO-8601, UTC)")
+    camera: str
+    name: str | None = Field(description="Who; null for an unknown person")
+    similarity: float
+    mask: str | None = Field(description="masked, unmasked or mixed over the track's frames")
+    frames: int = Field(description="Frames the person was tracked over")
+    first_seen: str
+
+
+class CheckInsResponse(BaseModel):
+    checkins: list[CheckIn]
+
+
 class EnrollResponse(BaseModel):
     name: str
     images: int = Field(description="Photos enrolled")

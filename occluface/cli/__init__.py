@@ -4,6 +4,7 @@ The commands live in modules by who uses them; importing each registers its comm
 
 * :mod:`occluface.cli.operate` -- the operator's: enroll, identify, annotate, verify, rollcall, gallery list/remove,
   serve, apikey, align, demo, mask-check, models;
+* :mod:`occluface.cli.camera` -- watch (camera check-in), checkins, attendance;
 * :mod:`occluface.cli.research` -- evaluate, compare, synth, calibrate, calibrate-routed, export, synth-eval;
 * :mod:`occluface.cli.training` -- train, finetune, train-maskcls, calibrate-maskcls, train-masksynth;
 * :mod:`occluface.cli.bench` -- every ``occluface bench ...`` benchmark;
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from occluface.cli import bench, operate, research, training  # noqa: F401  (importing registers the commands)
+from occluface.cli import bench, camera, operate, research, training  # noqa: F401  (importing registers the commands)
 from occluface.cli.common import app, err_console
 from occluface.errors import OccluFaceError
 

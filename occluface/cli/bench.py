@@ -460,3 +460,27 @@ def bench_sync_command(
     show_report(write_report(result, out, command=shlex.join(parts + (["--gallery", "URL"] if gallery else []))))
     if not result["meets_targets"]:
         raise typer.Exit(1)
+
+
+@bench_app.command("watch")
+def bench_watch_command(
+    seconds: float = typer.Option(60.0, "--seconds", min=5.0, help="Length of the generated video."),
+    model: str = ModelOpt,
+    detector: str = DetectorOpt,
+    every_frame: bool = typer.Option(False, "--every-frame", help="Process every frame instead of playing in real time."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (no report files)."),
+    out: Path = typer.Option(Path("reports/watch"), "--out", help="Report folder (watch.md, watch.json)."),
+) -> None:
+    """Generate a walk-past video (8 enrolled people, half masked, 2 strangers), watch it, score the check-ins."""
+    import json
+    import shlex
+
+    from occluface.bench.watch import run_watch_bench, write_report
+
+    result = run_watch_bench(seconds=seconds, model=model, detector=detector, realtime=not every_frame)
+    if as_json:
+        print(json.dumps({k: v for k, v in result.items() if k != "events"}))
+        return
+    parts = ["occluface", "bench", "watch", "--seconds", f"{seconds:g}", "--model", model, "--detector", detector,
+             "--out", str(out)] + (["--every-frame"] if every_frame else [])
+    show_report(write_report(result, out, command=shlex.join(parts)))

@@ -190,10 +190,10 @@ def rollcall_command(
                 if person.name not in rec.gallery:
                     rec.enroll(person.name, _expand_images([person]))
                 names.append(person.name)
-        elif roster.is_file():
-            names = [ln.strip() for ln in roster.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
         else:
-            fail(f"{roster}: roster not found")
+            from occluface.rollcall.roster import read_roster
+
+            names = read_roster(roster)
     result = rec.rollcall(image, names, method=method, confidence=confidence, threshold=threshold)
     if as_json:
         print_json(result)

@@ -44,8 +44,8 @@ from occluface.errors import (  # noqa: F401  (the gallery's errors, importable 
 #: The attribute under which occluface.gallery.search keeps the indexes it built for a store (dropped on close).
 SEARCH_CACHE_ATTR = "search_cache"
 #: Bump when the schema changes; older galleries are migrated when opened, newer ones are refused.
-#: 1: subjects, embeddings, thumbnails. 2: + the change log (``changes``).
-SCHEMA_VERSION = 2
+#: 1: subjects, embeddings, thumbnails. 2: + the change log (``changes``), API keys. 3: + camera check-ins.
+SCHEMA_VERSION = 3
 #: Longest subject name accepted (names end up in reports and UIs).
 MAX_NAME_LENGTH = 256
 #: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
@@ -348,6 +348,33 @@ class SQLGalleryStore(GalleryStore):
         with self.transaction():
             return self._exec("DELETE FROM api_keys WHERE name = ?", (name,)) > 0
 
+    # ------------------------------------------------------------------ camera check-ins
+    def add_checkin(self, *, time: str, camera: str, name: str | None, similarity: float, mask: str | None,
+                    frames: int, first_seen: str, thumbnail: bytes | None = None) -> int:
+        """Store one check-in event (committed before this returns: a crash afterwards cannot lose it)."""
+        if not isinstance(camera, str) or not camera.strip():
+            raise GalleryError("a check-in needs a camera name")
+        with self.transaction():
+            return self._insert(
+                "INSERT INTO checkins (time, camera, name, similarity, mask, frames, first_seen, thumbnail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time, camera.strip(), name, float(similarity), mask, int(frames), first_seen, thumbnail),
+            )
+
+    def checkins(self, *, since: str | None = None, until: str | None = None, camera: str | None = None,
+                 name: str | None = None) -> list[dict[str, Any]]:
+        """Check-in events in time order (times are ISO-8601 UTC strings, compared as text)."""
+        where, args = [], []
+        for clause, value in (("time >= ?", since), ("time < ?", until), ("camera = ?", camera), ("name = ?", name)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        rows = self._rows(
+            "SELECT id, time, camera, name, similarity, mask, frames, first_seen, thumbnail IS NOT NULL FROM checkins"
+            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, id", tuple(args))
+        keys = ("id", "time", "camera", "name", "similarity", "mask", "frames", "first_seen", "has_thumbnail")
+        return [dict(zip(keys, r)) | {"has_thumbnail": bool(r[8])} for r in rows]
+
     # ------------------------------------------------------------------ change log
     def _log(self, op: str, model_id: str, model_version: str | None, ids: Sequence[int] = (None,)) -> None:
         self._serialise_writers()
@@ -453,6 +480,7 @@ class SQLGalleryStore(GalleryStore):
                 return False
             self._log_removal("subject_id = ?", (sid,))
             self._exec("DELETE FROM subjects WHERE id = ?", (sid,))  # embeddings and thumbnails cascade
+            self._exec("DELETE FROM checkins WHERE name = ?", (name,))  # and their check-in history
             self._deleted()
         return True
 
@@ -675,6 +703,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
     sha256 TEXT NOT NULL,
     created TEXT NOT NULL
 );
+""",
+    # check-in events of `occluface watch`: one per person and visit (name NULL: an unknown person)
+    3: """
+CREATE TABLE IF NOT EXISTS checkins (
+    id {pk},
+    time TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    name TEXT,
+    similarity REAL NOT NULL,
+    mask TEXT,
+    frames INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    thumbnail {blob}
+);
+CREATE INDEX IF NOT EXISTS checkins_by_time ON checkins(time);
+CREATE INDEX IF NOT EXISTS checkins_by_name ON checkins(name, time);
 """,
 }
 DIALECTS = {

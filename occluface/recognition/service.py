@@ -187,10 +187,13 @@ class Recognizer:
     # ---------------------------------------------------------- identification
     def identify(self, source: ImageSource, *, k: int = 3, image: np.ndarray | None = None) -> list[Match]:
         """Every face in the photo with its best ``k`` subjects; below the threshold it is "unknown"."""
+        image = read_image(source) if image is None else image
+        return self.identify_faces(image, self.detect(image), k=k)
+
+    def identify_faces(self, image: np.ndarray, faces: Sequence, *, k: int = 3) -> list[Match]:
+        """:meth:`identify` for faces already found (e.g. tracked in a video): one batch through the matcher."""
         from occluface.gallery.search import search_gallery_batch
 
-        image = read_image(source) if image is None else image
-        faces = self.detect(image)
         if not faces:
             return []
         stored = self.gallery.models()

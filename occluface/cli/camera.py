@@ -1,0 +1,133 @@
+"""Camera commands: watch a camera or video and check people in, list the check-ins, shift attendance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+from occluface.cli.common import DetectorOpt, GalleryOpt, JsonOpt, ModelOpt, app, console, err_console, print_json
+
+
+@app.command("watch")
+def watch_command(
+    source: str = typer.Argument(..., help="A video file, a webcam index (0) or an rtsp:// / http:// stream."),
+    camera: str = typer.Option("camera-1", "--camera", help="This camera's name (stored with every check-in)."),
+    gallery: str = GalleryOpt,
+    model: str = ModelOpt,
+    detector: str = DetectorOpt,
+    window_hours: float = typer.Option(8.0, "--window-hours", min=0.0, help="One check-in per person per this many hours (a shift)."),
+    thumbnails: bool = typer.Option(False, "--thumbnails", help="Keep a face thumbnail with each unknown-person event."),
+    every_frame: bool = typer.Option(False, "--every-frame", help="Process every frame of a file instead of playing it in real time."),
+    as_json: bool = typer.Option(False, "--json", help="Print each event as one JSON line."),
+) -> None:
+    """Recognise people walking past: one check-in per person, one event per unknown person. Ctrl-C stops."""
+    from occluface.camera.source import FrameSource
+    from occluface.camera.watch import WatchConfig, watch
+    from occluface.gallery.connect import open_gallery
+    from occluface.recognition.service import Recognizer
+
+    rec = Recognizer(open_gallery(gallery), model=model, detector=detector)
+    frames = FrameSource(source, realtime=not every_frame)
+
+    def stop(signum, _frame) -> None:  # finish the open tracks, then exit
+        err_console.print(f"[yellow]{signal.Signals(signum).name}: stopping after the open tracks[/]")
+        frames.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def report(event) -> None:  # called only once the event is committed
+        if as_json:
+            sys.stdout.write(json.dumps(event.to_dict()) + "\n")
+            sys.stdout.flush()
+        else:
+            who = event.name or "[yellow]unknown person[/]"
+            console.print(f"{event.time}  {event.camera}  {who}  similarity {event.similarity:.3f}  {event.mask}  "
+                          f"{event.frames} frames")
+
+    cfg = WatchConfig(camera=camera, window_s=window_hours * 3600.0, thumbnails=thumbnails)
+    result = watch(frames, rec, cfg, on_event=report)
+    err_console.print(f"{result['processed_frames']} frames processed ({result['frames_per_s']}/s), "
+                      f"{result['dropped_frames']} dropped; {sum(1 for e in result['events'] if not e['suppressed'])} events stored")
+
+
+def _csv(rows: list[dict], keys: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+@app.command("checkins")
+def checkins_command(
+    since: str = typer.Option(None, "--since", help="From this ISO time (UTC), e.g. 2026-12-07T06:00."),
+    until: str = typer.Option(None, "--until", help="Before this ISO time (UTC)."),
+    camera: str = typer.Option(None, "--camera", help="Only this camera's."),
+    gallery: str = GalleryOpt,
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The stored check-in events, oldest first."""
+    from rich.table import Table
+
+    from occluface.gallery.connect import open_gallery
+
+    with open_gallery(gallery) as store:
+        rows = store.checkins(since=since, until=until, camera=camera)
+    keys = ["time", "camera", "name", "similarity", "mask", "frames", "first_seen"]
+    if as_csv:
+        sys.stdout.write(_csv(rows, keys))
+        return
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} check-in(s)")
+    for k in keys:
+        table.add_column(k)
+    for r in rows:
+        table.add_row(*[("unknown" if v is None and k == "name" else str(v)) for k, v in ((k, r[k]) for k in keys)])
+    console.print(table)
+
+
+@app.command("attendance")
+def attendance_command(
+    roster: Path = typer.Option(..., "--roster", "-r", help="Who is expected: a text file of names or a folder per person."),
+    since: str = typer.Option(None, "--since", help="Shift start (ISO, UTC)."),
+    until: str = typer.Option(None, "--until", help="Shift end (ISO, UTC)."),
+    camera: str = typer.Option(None, "--camera", help="Only this camera's check-ins."),
+    gallery: str = GalleryOpt,
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Shift attendance: who checked in (first seen), who did not, who was seen at several cameras."""
+    from rich.table import Table
+
+    from occluface.camera.attendance import attendance
+    from occluface.gallery.connect import open_gallery
+    from occluface.rollcall.roster import read_roster
+
+    with open_gallery(gallery) as store:
+        result = attendance(store, read_roster(roster), since=since, until=until, camera=camera)
+    if as_csv:
+        rows = [r | {"cameras": " ".join(r["cameras"])} for r in result["rows"]]
+        sys.stdout.write(_csv(rows, ["name", "present", "first_seen", "first_camera", "checkins", "cameras", "several_cameras"]))
+        return
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"present {len(result['present'])}, absent {len(result['absent'])}")
+    for k in ("name", "present", "first seen", "camera", "check-ins", "cameras"):
+        table.add_column(k)
+    for r in result["rows"]:
+        table.add_row(r["name"], "yes" if r["present"] else "[red]no[/]", r["first_seen"] or "-", r["first_camera"] or "-",
+                      str(r["checkins"]), ", ".join(r["cameras"]) + (" [yellow](several)[/]" if r["several_cameras"] else ""))
+    console.print(table)
+    if result["not_on_roster"]:
+        console.print(f"checked in but not on the roster: {', '.join(result['not_on_roster'])}")
