@@ -41,6 +41,7 @@ ROUTES = {
     ("DELETE", "/api/subjects/{name}"): True,
     ("GET", "/api/subjects/{name}/thumbnails/{index}"): True,
     ("GET", "/api/checkins"): True,  # who came past which camera when
+    ("GET", "/api/checkins/stream"): True,
 }
 BAD_KEYS = {
     "missing": ({}, 401),

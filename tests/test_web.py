@@ -18,7 +18,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def web_gallery(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("web") / "g.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def server(web_gallery):
     import uvicorn
 
     from occluface.api.app import ApiSettings, create_app
@@ -27,7 +32,7 @@ def server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = ApiSettings(gallery=tmp_path_factory.mktemp("web") / "g.sqlite3", keys=KeyStore.load(None, [KEY]))
+    settings = ApiSettings(gallery=web_gallery, keys=KeyStore.load(None, [KEY]))
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -97,4 +102,36 @@ def test_page_enrols_identifies_and_runs_rollcall(server, tmp_path):
         assert page.inner_text("#maskcheck-results tbody tr td:nth-child(2)") == "masked"
         page.wait_for_function("document.querySelector('#maskcheck-cam').naturalWidth > 0", timeout=30_000)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        browser.close()
+
+
+def test_page_follows_checkins_live(server, web_gallery):
+    """A camera's watcher stores a check-in (here: written straight into the gallery, as `occluface watch` in
+    another process does); the page that follows them shows it without a reload."""
+    assert CHROMIUM, "Debian's chromium is needed for the web test"
+    from playwright.sync_api import sync_playwright
+
+    from occluface.gallery import open_gallery
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(server + "/")
+        page.click("nav button[data-tab=checkins]")
+        page.fill("#checkins-key", "wrong-key")
+        page.click("#checkins-follow")
+        page.wait_for_selector("#checkins-status.error", timeout=60_000)
+        assert "wrong API key" in page.inner_text("#checkins-status")
+        page.fill("#checkins-key", KEY)
+        page.click("#checkins-follow")
+        page.wait_for_function("document.querySelector('#checkins-status').textContent.startsWith('following')",
+                               timeout=60_000)
+        with open_gallery(web_gallery) as g:
+            g.add_checkin(time="2026-12-07T06:01:02.000+00:00", camera="lamp-room", name="Obama", similarity=0.71,
+                          mask="masked", frames=12, first_seen="2026-12-07T06:01:00.500+00:00")
+            g.add_checkin(time="2026-12-07T06:01:09.000+00:00", camera="lamp-room", name=None, similarity=0.31,
+                          mask="unmasked", frames=8, first_seen="2026-12-07T06:01:07.000+00:00")
+        page.wait_for_function("document.querySelectorAll('#checkins-table tbody tr').length == 2", timeout=30_000)
+        rows = page.locator("#checkins-table tbody tr").all_inner_texts()
+        assert "unknown person" in rows[0] and "Obama" in rows[1] and "lamp-room" in rows[1] and "masked" in rows[1]
         browser.close()

@@ -362,10 +362,12 @@ class SQLGalleryStore(GalleryStore):
             )
 
     def checkins(self, *, since: str | None = None, until: str | None = None, camera: str | None = None,
-                 name: str | None = None) -> list[dict[str, Any]]:
-        """Check-in events in time order (times are ISO-8601 UTC strings, compared as text)."""
+                 name: str | None = None, after_id: int | None = None) -> list[dict[str, Any]]:
+        """Check-in events in time order (times are ISO-8601 UTC strings, compared as text; ``after_id``: only
+        those stored after that event, for following them live)."""
         where, args = [], []
-        for clause, value in (("time >= ?", since), ("time < ?", until), ("camera = ?", camera), ("name = ?", name)):
+        for clause, value in (("time >= ?", since), ("time < ?", until), ("camera = ?", camera), ("name = ?", name),
+                              ("id > ?", after_id)):
             if value is not None:
                 where.append(clause)
                 args.append(value)

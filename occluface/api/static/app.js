@@ -159,3 +159,49 @@ wireDrop("maskcheck-drop", "maskcheck-file", async (file) => {
 });
 
 callApi("/api/health").then((h) => { $("health").textContent = `model ${h.model} · detector ${h.detector}`; }).catch(() => {});
+
+// ---------------------------------------------------------------- check-ins: followed live (server-sent events)
+let checkinsAbort = null;
+
+function addCheckinRow(c) {
+  const tr = document.createElement("tr");
+  const cells = [c.time.replace("T", " ").slice(0, 19), c.camera, c.name || "unknown person",
+                 c.similarity.toFixed(3), c.mask || "", String(c.frames)];
+  cells.forEach((text) => { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); });
+  if (!c.name) tr.style.color = "#b45309";
+  $("checkins-table").querySelector("tbody").prepend(tr);
+}
+
+async function followCheckins() {
+  if (checkinsAbort) checkinsAbort.abort();
+  checkinsAbort = new AbortController();
+  $("checkins-table").querySelector("tbody").innerHTML = "";
+  setStatus("checkins-status", "connecting...");
+  try {
+    // fetch (not EventSource) so the key travels in a header, never in a URL
+    const resp = await fetch("/api/checkins/stream?after_id=0", {
+      headers: { "X-API-Key": $("checkins-key").value }, signal: checkinsAbort.signal });
+    if (!resp.ok) {
+      let body = {}; try { body = await resp.json(); } catch (e) { /* not JSON */ }
+      throw new Error(body.error || "request failed (" + resp.status + ")");
+    }
+    setStatus("checkins-status", "following: new check-ins appear here as they are stored");
+    const reader = resp.body.getReader(), decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+        block.split("\n").filter((l) => l.startsWith("data: ")).forEach((l) => addCheckinRow(JSON.parse(l.slice(6))));
+      }
+    }
+    setStatus("checkins-status", "the server closed the stream", true);
+  } catch (e) {
+    if (e.name !== "AbortError") setStatus("checkins-status", e.message, true);
+  }
+}
+
+$("checkins-follow").addEventListener("click", followCheckins);
