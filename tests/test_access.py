@@ -42,6 +42,8 @@ ROUTES = {
     ("GET", "/api/subjects/{name}/thumbnails/{index}"): True,
     ("GET", "/api/checkins"): True,  # who came past which camera when
     ("GET", "/api/checkins/stream"): True,
+    ("GET", "/api/cameras/{camera}/preview.jpg"): True,  # faces in a camera's view
+    ("GET", "/api/cameras/{camera}/preview.mjpg"): True,
 }
 BAD_KEYS = {
     "missing": ({}, 401),
@@ -77,7 +79,7 @@ def client(gallery_path):
 
 def call(client, method: str, path: str, headers: dict, *, name: str = "Obama", body: bytes | None = None):
     """One request to a route pattern with plausible arguments (a valid face photo unless ``body`` is given)."""
-    url = path.replace("{name}", name).replace("{index}", "0")
+    url = path.replace("{name}", name).replace("{index}", "0").replace("{camera}", "gate")
     data = photo() if body is None else body
     if method == "GET":
         return client.get(url, headers=headers)

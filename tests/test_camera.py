@@ -189,3 +189,34 @@ def test_api_lists_checkins_with_a_key(walk_past, enrolled_gallery):
         assert [c["name"] for c in r.json()["checkins"]] == ["Aaron_Peirsol", "Abdullah_al-Attiyah", None]
         r = client.get("/api/checkins", params={"since": "2999-01-01"}, headers={"X-API-Key": "ocf_k"})
         assert r.json() == {"checkins": []}
+
+
+def test_preview_of_the_annotated_stream(walk_past, enrolled_gallery, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from occluface.api.app import ApiSettings, create_app
+    from occluface.api.keys import KeyStore
+    from occluface.camera.watch import WatchConfig, watch
+    from occluface.gallery import open_gallery
+    from occluface.recognition.service import Recognizer
+
+    _, truth = walk_past
+    path = enrolled_gallery("preview")
+    rec = Recognizer(open_gallery(path))
+    frame = tmp_path / "previews" / "gate-3.jpg"
+    frame.parent.mkdir()
+    watch(FrameSource(truth["path"], realtime=False), rec, WatchConfig(camera="gate-3", preview=str(frame)))
+    rec.gallery.close()
+    assert frame.read_bytes()[:3] == b"\xff\xd8\xff" and (frame.stat().st_mode & 0o777) == 0o600
+    settings = ApiSettings(gallery=path, keys=KeyStore.load(None, ["ocf_k"]), preview_dir=frame.parent)
+    with TestClient(create_app(settings)) as client:
+        h = {"X-API-Key": "ocf_k"}
+        assert client.get("/api/cameras/gate-3/preview.jpg").status_code == 401
+        r = client.get("/api/cameras/gate-3/preview.jpg", headers=h)
+        assert r.status_code == 200 and r.content == frame.read_bytes()
+        r = client.get("/api/cameras/elsewhere/preview.jpg", headers=h)
+        assert r.status_code == 404 and "elsewhere" in r.json()["error"]
+        with client.stream("GET", "/api/cameras/gate-3/preview.mjpg", headers=h) as stream:
+            assert stream.headers["content-type"].startswith("multipart/x-mixed-replace")
+            head = next(stream.iter_bytes())
+            assert head.startswith(b"--frame") and b"\xff\xd8\xff" in head

@@ -28,6 +28,8 @@ class ApiSettings:
     model_threads: int = 0
     #: load the models and build the search index when the server starts (``occluface serve`` does)
     warm_up: bool = False
+    #: where ``occluface watch --preview-dir`` keeps each camera's annotated frame (None: no previews)
+    preview_dir: Path | None = None
 
     def cores(self) -> int:
         """CPU cores this process may use: the machine's (its CPU affinity) shared among the workers."""
@@ -48,3 +50,11 @@ class ApiSettings:
     def max_request_bytes(self) -> int:
         """Largest whole request accepted: one full-size file per allowed photo."""
         return self.max_upload_bytes * max(1, self.max_files)
+
+
+def preview_file(folder: str | Path, camera: str) -> Path:
+    """``folder/<camera>.jpg``: the camera's latest annotated frame (the name made safe for a file name)."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", camera.strip()).strip("._") or "camera"
+    return Path(folder) / f"{safe}.jpg"

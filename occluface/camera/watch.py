@@ -38,6 +38,8 @@ class WatchConfig:
     lost_after_s: float = 1.5
     thumbnails: bool = False  # keep a face thumbnail with unknown-person events (off: no face images stored)
     min_face: int = 40  # faces smaller than this (pixels, box height) are tracked but do not vote
+    preview: str | None = None  # write the annotated frame here (a JPEG, replaced about twice a second)
+    preview_every_s: float = 0.5
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Track:
     bare: int = 0
     thumb: tuple[float, bytes] | None = None
     decided: bool = False
+    name: str | None = None  # who it was decided to be
 
     def leader(self) -> tuple[str | None, float]:
         """The name with most vote weight and its share of all weight (unknown frames included)."""
@@ -122,6 +125,7 @@ class Watcher:
         self.events: list[Event] = []
         self.frames = 0
         self.threshold = float(recognizer.thresholds.identify)
+        self._last_preview = float("-inf")
 
     # ------------------------------------------------------------------ per frame
     def process(self, frame: Frame) -> list[Event]:
@@ -152,8 +156,30 @@ class Watcher:
         if voters:
             for face, track, match in zip(voters, voter_tracks, self.rec.identify_faces(frame.image, voters, k=1)):
                 out += self._vote(frame, face, track, match)
+        if self.cfg.preview and frame.t - self._last_preview >= self.cfg.preview_every_s:
+            self._last_preview = frame.t
+            self._write_preview(frame, [(f, self.tracks.get(int(t))) for f, t in zip(faces, ids) if t >= 0])
         out += self._close_lost(frame.t)
         return out
+
+    def _write_preview(self, frame: Frame, tracked: list) -> None:
+        """The frame with each tracked face's box and who it is so far (green: checked in), for the page's preview."""
+        from occluface.io import write_bytes
+        from occluface.recognition.service import Match, annotate
+
+        marks = []
+        for face, track in tracked:
+            if track is None:
+                continue
+            name = track.name if track.decided else None
+            sim = track.best_similarity.get(name, 0.0) if name else max(track.best_similarity.values(), default=0.0)
+            marks.append(Match(box=[float(v) for v in face.box], detection_score=float(face.score), name=name,
+                               similarity=float(sim)))
+        buf = io.BytesIO()
+        from PIL import Image
+
+        Image.fromarray(annotate(frame.image, marks)).save(buf, format="JPEG", quality=80)
+        write_bytes(self.cfg.preview, buf.getvalue(), permissions=0o600)  # faces: owner-only
 
     def _vote(self, frame: Frame, face: Any, track: Track, match: Any) -> list[Event]:
         height = float(face.box[3] - face.box[1])
@@ -202,7 +228,7 @@ class Watcher:
         return (self.start + timedelta(seconds=t)).isoformat(timespec="milliseconds")
 
     def _emit(self, track: Track, name: str | None, t: float) -> Event:
-        track.decided = True
+        track.decided, track.name = True, name
         sim = track.best_similarity.get(name, 0.0) if name else max(track.best_similarity.values(), default=0.0)
         event = Event(time=self._wall(t), camera=self.cfg.camera, name=name, similarity=round(float(sim), 4),
                       mask=track.mask_label(), frames=track.frames, first_seen=self._wall(track.first_t),

@@ -25,6 +25,7 @@ def watch_command(
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Keep a face thumbnail with each unknown-person event."),
     every_frame: bool = typer.Option(False, "--every-frame", help="Process every frame of a file instead of playing it in real time."),
     as_json: bool = typer.Option(False, "--json", help="Print each event as one JSON line."),
+    preview_dir: Path = typer.Option(None, "--preview-dir", help="Keep the annotated frame in DIR/CAMERA.jpg (about twice a second) for `serve --preview-dir DIR`."),
 ) -> None:
     """Recognise people walking past: one check-in per person, one event per unknown person. Ctrl-C stops."""
     from occluface.camera.source import FrameSource
@@ -51,7 +52,12 @@ def watch_command(
             console.print(f"{event.time}  {event.camera}  {who}  similarity {event.similarity:.3f}  {event.mask}  "
                           f"{event.frames} frames")
 
-    cfg = WatchConfig(camera=camera, window_s=window_hours * 3600.0, thumbnails=thumbnails)
+    preview = None
+    if preview_dir is not None:
+        from occluface.api.settings import preview_file
+
+        preview = str(preview_file(preview_dir, camera))
+    cfg = WatchConfig(camera=camera, window_s=window_hours * 3600.0, thumbnails=thumbnails, preview=preview)
     result = watch(frames, rec, cfg, on_event=report)
     err_console.print(f"{result['processed_frames']} frames processed ({result['frames_per_s']}/s), "
                       f"{result['dropped_frames']} dropped; {sum(1 for e in result['events'] if not e['suppressed'])} events stored")

@@ -265,6 +265,7 @@ def serve_command(
                                 "about 0.5 GB each; they share the gallery). One per core is the most that helps."),
     model_threads: int = typer.Option(0, "--model-threads", min=0, help="Threads running model work in each "
                                       "process (0 = one per core the process gets)."),
+    preview_dir: Path = typer.Option(None, "--preview-dir", help="Where `occluface watch --preview-dir` keeps camera previews (shown on the Check-ins tab)."),
 ) -> None:
     """REST API + web page (OpenAPI docs at /docs). Enrol/delete need an API key (X-API-Key header).
 
@@ -287,6 +288,7 @@ def serve_command(
         "gallery": None if gallery is None else str(gallery), "model": model, "detector": detector,
         "keys_file": None if keys_file is None else str(keys_file), "workers": workers,
         "model_threads": model_threads, "max_upload_bytes": settings.max_upload_bytes,
+        "preview_dir": None if preview_dir is None else str(preview_dir),
     })
     err_console.print(f"{workers} process(es) x {settings.resolved_model_threads()} model thread(s), "
                       f"{settings.op_threads()} thread(s) per model call")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
-from occluface.api.deps import ServiceDep, require_key
+from occluface.api.deps import ServiceDep, SettingsDep, require_key
+from occluface.api.settings import preview_file
 from occluface.api.schemas import CheckIn, CheckInsResponse, error_responses
 
 router = APIRouter(prefix="/api", tags=["checkins"])
@@ -49,3 +50,45 @@ async def checkins_stream(request: Request, service: ServiceDep, after_id: int =
             await asyncio.sleep(poll)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+def _preview_bytes(settings, camera: str) -> bytes:
+    if settings.preview_dir is None:
+        raise HTTPException(404, "this server shows no camera previews (start it with --preview-dir)")
+    path = preview_file(settings.preview_dir, camera)
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise HTTPException(404, f"no preview of camera {camera!r} (is `occluface watch --camera {camera} "
+                                 f"--preview-dir {settings.preview_dir}` running?)") from None
+
+
+@router.get("/cameras/{camera}/preview.jpg", dependencies=[Depends(require_key)], response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "The camera's latest annotated frame"},
+                       **error_responses(401, 403, 404, 422)})
+def camera_preview(camera: str, settings: SettingsDep) -> Response:
+    """The latest annotated frame of a watched camera (faces: key required)."""
+    return Response(_preview_bytes(settings, camera), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/cameras/{camera}/preview.mjpg", dependencies=[Depends(require_key)], response_class=StreamingResponse,
+            responses={200: {"content": {"multipart/x-mixed-replace": {}}, "description": "MJPEG of the annotated frames"},
+                       **error_responses(401, 403, 404, 422)})
+async def camera_preview_stream(camera: str, request: Request, settings: SettingsDep) -> StreamingResponse:
+    """The annotated frames of a watched camera as MJPEG (``multipart/x-mixed-replace``), about twice a second."""
+    first = _preview_bytes(settings, camera)
+
+    async def parts():
+        data, last = first, None
+        while not await request.is_disconnected():
+            if data is not None and data != last:
+                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
+                last = data
+            await asyncio.sleep(0.5)
+            try:
+                data = await asyncio.to_thread(preview_file(settings.preview_dir, camera).read_bytes)
+            except OSError:
+                data = None
+
+    return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame",
+                             headers={"Cache-Control": "no-store"})

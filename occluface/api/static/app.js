@@ -161,7 +161,20 @@ wireDrop("maskcheck-drop", "maskcheck-file", async (file) => {
 callApi("/api/health").then((h) => { $("health").textContent = `model ${h.model} · detector ${h.detector}`; }).catch(() => {});
 
 // ---------------------------------------------------------------- check-ins: followed live (server-sent events)
-let checkinsAbort = null;
+let checkinsAbort = null, previewTimer = null;
+
+async function refreshPreview() {
+  // the camera's latest annotated frame, fetched with the key in a header (an <img src> could not send it)
+  const img = $("checkins-preview"), camera = encodeURIComponent($("checkins-camera").value.trim() || "camera-1");
+  try {
+    const resp = await fetch(`/api/cameras/${camera}/preview.jpg`, { headers: { "X-API-Key": $("checkins-key").value } });
+    if (!resp.ok) { img.style.display = "none"; return; }
+    const old = img.src;
+    img.src = URL.createObjectURL(await resp.blob());
+    img.style.display = "block";
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+  } catch (e) { img.style.display = "none"; }
+}
 
 function addCheckinRow(c) {
   const tr = document.createElement("tr");
@@ -175,6 +188,9 @@ function addCheckinRow(c) {
 async function followCheckins() {
   if (checkinsAbort) checkinsAbort.abort();
   checkinsAbort = new AbortController();
+  if (previewTimer) clearInterval(previewTimer);
+  previewTimer = setInterval(refreshPreview, 1000);
+  refreshPreview();
   $("checkins-table").querySelector("tbody").innerHTML = "";
   setStatus("checkins-status", "connecting...");
   try {
