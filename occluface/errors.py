@@ -51,5 +51,13 @@ class DuplicateSubjectError(GalleryError):
     """``add_subject`` was asked to create a subject that already exists."""
 
 
+class DuplicateIdentityError(GalleryError):
+    """An enrolment's face already matches another enrolled person above the identify threshold (``matched``)."""
+
+    def __init__(self, message: str, matched: str, similarity: float):
+        super().__init__(message)
+        self.matched, self.similarity = matched, similarity
+
+
 class EmbeddingError(GalleryError):
     """Embeddings offered for enrolment or search are malformed (shape, dtype, NaN/inf, zero, dimension)."""

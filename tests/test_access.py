@@ -153,7 +153,7 @@ def test_right_key_opens_each_protected_route(client):
     h = {"X-API-Key": KEY}
     r = call(client, "GET", "/api/subjects/{name}/thumbnails/{index}", h)
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
-    r = call(client, "POST", "/api/subjects", h, body=photo("fr_biden.jpg"))
+    r = call(client, "POST", "/api/subjects", h, body=photo("fr_kit_harington.jpeg"))  # someone not enrolled yet
     assert r.status_code == 201 and r.json()["name"] == "Intruder"
     r = call(client, "DELETE", "/api/subjects/{name}", h, name="Intruder")
     assert r.status_code == 200 and r.json() == {"removed": "Intruder"}

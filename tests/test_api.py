@@ -124,3 +124,31 @@ def test_keys_are_stored_hashed(tmp_path):
     assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
     assert KeyStore.load(tmp_path / "keys.json").check(key)
     assert not KeyStore.load(tmp_path / "keys.json").check(key + "x")
+
+
+def test_the_same_face_under_a_second_name_is_refused_with_the_first(tmp_path):
+    settings = ApiSettings(gallery=tmp_path / "g.sqlite3", keys=KeyStore.load(None, [KEY]))
+    h = {"X-API-Key": KEY}
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=h).status_code == 201
+        r = c.post("/api/subjects", data={"name": "Barack"}, files=[_file("fr_obama.jpg", "files")], headers=h)
+        assert r.status_code == 409 and "'Obama'" in r.json()["error"] and "fr_obama.jpg" in r.json()["error"]
+        assert [s["name"] for s in c.get("/api/subjects").json()["subjects"]] == ["Obama"]  # nothing stored
+        # more photos of the same person under the same name are fine, and so is another person
+        assert c.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=h).status_code == 201
+        assert c.post("/api/subjects", data={"name": "Biden"}, files=[_file("fr_biden.jpg", "files")], headers=h).status_code == 201
+        r = c.post("/api/subjects", data={"name": "Barack", "force": "true"}, files=[_file("fr_obama.jpg", "files")], headers=h)
+        assert r.status_code == 201  # the operator says they are two people
+
+
+def test_cli_enrol_refuses_a_duplicate_identity_unless_forced(tmp_path):
+    from typer.testing import CliRunner
+
+    from occluface.cli import app
+
+    g = str(tmp_path / "g.sqlite3")
+    runner = CliRunner()
+    assert runner.invoke(app, ["enroll", "Obama", str(SAMPLES / "fr_obama.jpg"), "--gallery", g]).exit_code == 0
+    r = runner.invoke(app, ["enroll", "Barack", str(SAMPLES / "fr_obama.jpg"), "--gallery", g])
+    assert r.exit_code == 2 and "already matches 'Obama'" in r.output
+    assert runner.invoke(app, ["enroll", "Barack", str(SAMPLES / "fr_obama.jpg"), "--gallery", g, "--force"]).exit_code == 0

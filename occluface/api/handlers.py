@@ -1,6 +1,6 @@
 """Every error as JSON ``{"error": "..."}``: the shared ``occluface`` exceptions mapped to HTTP status codes.
 
-``UnknownSubjectError`` (the gallery's) -> 404, ``ImageError`` (an unusable upload) -> 422, any other
+``UnknownSubjectError`` (the gallery's) -> 404, ``DuplicateIdentityError`` -> 409, ``ImageError`` (an unusable upload) -> 422, any other
 ``OccluFaceError`` -> 400, ``HTTPException`` -> its own code, invalid form fields -> 422, anything else -> 500
 without a traceback. Starlette picks the handler of the most specific class, so the order below is free.
 """
@@ -13,12 +13,16 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from occluface.errors import ImageError, OccluFaceError
+from occluface.errors import DuplicateIdentityError, ImageError, OccluFaceError
 from occluface.gallery.store import UnknownSubjectError
 
 
 async def unknown_subject(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+async def duplicate_identity(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=409)  # the message names the person it matched
 
 
 async def bad_image(_: Request, exc: Exception) -> JSONResponse:
@@ -44,6 +48,7 @@ async def invalid_request(_: Request, exc: RequestValidationError) -> JSONRespon
 
 EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Any], Any]] = {
     UnknownSubjectError: unknown_subject,
+    DuplicateIdentityError: duplicate_identity,
     ImageError: bad_image,
     OccluFaceError: domain_error,
     HTTPException: http_error,

@@ -170,6 +170,7 @@ _ERRORS = {
     401: "No API key sent",
     403: "Wrong API key, or the server has none configured",
     404: "No such enrolled subject or thumbnail",
+    409: "The face already matches another enrolled person (the message names them); send force=true if they are two people",
     413: "An upload (or the whole request) is larger than allowed",
     422: "An upload is not a usable image, or a form field is missing or invalid",
 }

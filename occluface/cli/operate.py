@@ -43,12 +43,14 @@ def enroll_command(
     name: str = typer.Argument(..., help="Person's name, or a folder-per-identity roster with --roster."),
     images: list[Path] = typer.Argument(None, help="Photos of the person (files or folders)."),
     roster: bool = typer.Option(False, "--roster", help="NAME is a folder with one sub-folder of photos per person."),
+    force: bool = typer.Option(False, "--force", help="Enrol even if a face already matches another enrolled person."),
     gallery: str = GalleryOpt,
     model: str = ModelOpt,
     detector: str = DetectorOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Enrol a person (or a whole roster) from photos; all-or-nothing per person."""
+    """Enrol a person (or a whole roster) from photos; all-or-nothing per person. A face that already matches
+    someone else enrolled is refused with their name (unless --force)."""
     from rich.progress import track
 
     rec = _recognizer(gallery, model, detector)
@@ -66,7 +68,7 @@ def enroll_command(
         jobs = [(name, _expand_images(images))]
     results = []
     for person, files in track(jobs, description="enrolling", console=err_console, disable=len(jobs) < 2):
-        results.append(rec.enroll(person, files))
+        results.append(rec.enroll(person, files, force=force))
     if as_json:
         print_json(results)
         return

@@ -144,11 +144,13 @@ class Recognizer:
 
     # --------------------------------------------------------------- enrolment
     def enroll(self, name: str, sources: Sequence[ImageSource], *, thumbnails: bool = True,
-               names: Sequence[str] | None = None) -> dict[str, Any]:
+               names: Sequence[str] | None = None, force: bool = False) -> dict[str, Any]:
         """Enrol ``name`` from one face per image: every image is checked before anything is stored.
 
         A bad or faceless image raises an error naming it (``names``: labels of decoded arrays, e.g. upload
-        file names), and the gallery is left exactly as it was.
+        file names), and the gallery is left exactly as it was. A face that already matches *another* enrolled
+        person above the identify threshold is refused (``DuplicateIdentityError`` naming them) unless ``force``:
+        one face under two names would make every later answer about it ambiguous.
         """
         if not sources:
             raise OccluFaceError(f"enrolment of {name!r} needs at least one image")
@@ -163,6 +165,8 @@ class Recognizer:
             labels.append(Path(label).name)
             if thumbnails:
                 thumbs.append(_thumbnail(image, face.box))
+            if not force:
+                self._refuse_duplicate(name, image, face, label)
         result = self.gallery.enroll(
             name,
             np.stack(embeddings),
@@ -172,6 +176,22 @@ class Recognizer:
             thumbnails=thumbs if thumbnails else None,
         )
         return {"name": name, "images": len(embeddings), "created": result.subject_created}
+
+    def _refuse_duplicate(self, name: str, image: np.ndarray, face: Any, label: str) -> None:
+        """Raise ``DuplicateIdentityError`` if ``face`` is already someone else, at the identify threshold."""
+        from occluface.errors import DuplicateIdentityError
+        from occluface.gallery.store import validate_name
+
+        if self.model_id not in self.gallery.models():
+            return
+        own = validate_name(name)
+        for match in self.identify_faces(image, [face], k=2):
+            for other, similarity in match.candidates:
+                if other != own and similarity >= self.thresholds.identify:
+                    raise DuplicateIdentityError(
+                        f"{label}: this face already matches {other!r} (similarity {similarity:.3f}, threshold "
+                        f"{self.thresholds.identify:.3f}); not enrolled as {own!r}. If they really are two people, "
+                        "enrol again with --force (API: force=true)", other, similarity)
 
     def _check_versions(self, stored: dict) -> None:
         """Refuse to compare probes with enrolments of another release of this model's weights (their vectors

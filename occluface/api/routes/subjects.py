@@ -29,12 +29,13 @@ def subjects(service: ServiceDep) -> SubjectsResponse:
 
 
 @router.post("", dependencies=KEY_REQUIRED, status_code=201, response_model=EnrollResponse,
-             responses=error_responses(400, 401, 403, 413, 422))
+             responses=error_responses(400, 401, 403, 409, 413, 422))
 async def enroll(
     settings: SettingsDep,
     service: ServiceDep,
     name: Annotated[str, Form()],
     files: Annotated[list[UploadFile], File()],
+    force: Annotated[bool, Form(description="Enrol even if the face matches another enrolled person")] = False,
 ) -> EnrollResponse:
     """Enrol a person from photos (all-or-nothing)."""
     if len(files) > settings.max_files:
@@ -44,7 +45,7 @@ async def enroll(
     def work() -> EnrollResponse:
         images = [decode(data, label) for data, label in uploads]
         labels = [label for _, label in uploads]  # decoded arrays carry no names: errors still name the file
-        return EnrollResponse.model_validate(service.rec.enroll(name, images, names=labels))
+        return EnrollResponse.model_validate(service.rec.enroll(name, images, names=labels, force=force))
 
     return await service.run(work)
 
