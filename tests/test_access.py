@@ -77,6 +77,18 @@ def client(gallery_path):
         yield c
 
 
+def face_data(gallery_path: Path) -> tuple:
+    """Everything the gallery holds about people (subjects, embeddings, thumbnails, keys), read from the file."""
+    import sqlite3
+
+    db = sqlite3.connect(gallery_path)
+    try:
+        return tuple(tuple(db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())
+                     for t in ("subjects", "embeddings", "thumbnails", "api_keys", "checkins"))
+    finally:
+        db.close()
+
+
 def call(client, method: str, path: str, headers: dict, *, name: str = "Obama", body: bytes | None = None):
     """One request to a route pattern with plausible arguments (a valid face photo unless ``body`` is given)."""
     url = path.replace("{name}", name).replace("{index}", "0").replace("{camera}", "gate")
@@ -122,8 +134,8 @@ def test_route_table_is_complete(client):
 @pytest.mark.parametrize("case", list(BAD_KEYS))
 def test_protected_routes_refuse_bad_keys_before_touching_anything(client, gallery_path, route, case):
     headers, code = BAD_KEYS[case]
-    wal = gallery_path.with_name(gallery_path.name + "-wal")
-    before = gallery_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    before = face_data(gallery_path)
+    audited = len(client.app.state.service.store.audit_entries())
     r = call(client, *route, headers)
     assert r.status_code == code, (case, r.text)
     assert "key" in r.json()["error"]
@@ -131,8 +143,9 @@ def test_protected_routes_refuse_bad_keys_before_touching_anything(client, galle
     # refused before the upload is decoded: an empty "photo" still gets the key error, not a decode error
     r = call(client, *route, headers, body=b"")
     assert r.status_code == code
-    after = gallery_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
-    assert after == before, "a refused request must not change the gallery"
+    assert face_data(gallery_path) == before, "a refused request must not change the gallery"
+    refused = client.app.state.service.store.audit_entries()[audited:]  # but both attempts are on the record
+    assert [e["status"] for e in refused] == [code, code] and all(e["names"] == [] for e in refused)
     assert [s["name"] for s in client.get("/api/subjects").json()["subjects"]] == ["Biden", "Obama"]
 
 

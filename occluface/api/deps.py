@@ -37,20 +37,32 @@ class Service:
         self._rec: Recognizer | None = None
         self._create_lock = threading.Lock()  # only so that two first requests build one recognizer
         self._pool: ThreadPoolExecutor | None = None
+        self._store = None
         self._owns_gallery = False
+
+    @property
+    def store(self):
+        """The gallery (opened without loading any model: the audit trail of a refused request needs no network)."""
+        if self._rec is not None:
+            return self._rec.gallery
+        if self._store is None:
+            with self._create_lock:
+                if self._store is None:
+                    from occluface.gallery.connect import open_gallery
+
+                    self._store = open_gallery(self.settings.gallery)
+                    self._owns_gallery = True
+        return self._store
 
     @property
     def rec(self) -> Recognizer:
         if self._rec is None:
+            store = self.store
             with self._create_lock:
                 if self._rec is None:
-                    from occluface.gallery.connect import open_gallery
                     from occluface.recognition.service import Recognizer
 
-                    self._rec = Recognizer(
-                        open_gallery(self.settings.gallery), model=self.settings.model, detector=self.settings.detector
-                    )
-                    self._owns_gallery = True
+                    self._rec = Recognizer(store, model=self.settings.model, detector=self.settings.detector)
         return self._rec
 
     @property
@@ -89,9 +101,9 @@ class Service:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-        if self._rec is not None and self._owns_gallery:
-            self._rec.gallery.close()
-            self._rec, self._owns_gallery = None, False
+        if self._owns_gallery and self._store is not None:
+            self._store.close()
+            self._rec, self._store, self._owns_gallery = None, None, False
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -107,17 +119,20 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 def require_key(
+    request: Request,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="API key for enrol/delete/export")] = None,
 ) -> None:
     """Route dependency of everything that writes the gallery or returns stored face data; it runs before any
-    upload is read."""
+    upload is read. The key's name goes into the audit trail."""
     if not settings.keys:
         raise HTTPException(403, "this server has no API keys configured; enrolment and deletion are disabled")
     if not x_api_key:
         raise HTTPException(401, "missing API key (send it in the X-API-Key header)")
-    if not settings.keys.check(x_api_key):
+    name = settings.keys.name_of(x_api_key)
+    if name is None:
         raise HTTPException(403, "wrong API key")
+    request.state.actor = name
 
 
 async def read_upload(upload: UploadFile, settings: ApiSettings) -> bytes:

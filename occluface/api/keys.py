@@ -61,10 +61,18 @@ class KeyStore:
         return bool(self.hashes) or bool(self.database is not None and self.database.api_keys())
 
     def check(self, key: str | None) -> bool:
+        return self.name_of(key) is not None
+
+    def name_of(self, key: str | None) -> str | None:
+        """The name of the key (constant-time comparison of hashes), or None when it is not one of them."""
         if not key:
-            return False
+            return None
         digest = hash_key(key)
-        return any(hmac.compare_digest(digest, h) for h in self.all_hashes().values())
+        found = None
+        for name, h in self.all_hashes().items():
+            if hmac.compare_digest(digest, h):
+                found = name
+        return found
 
     def add(self, name: str) -> str:
         """Create a key called ``name``, store its hash (the database, else an owner-only file) and return the

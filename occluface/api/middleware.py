@@ -72,3 +72,22 @@ class StreamLimit:
                 raise
         if over:
             await refuse()
+
+
+def audit_trail(service) -> Callable:
+    """HTTP middleware: one audit line per API call (time, key name, client address, route, status and the
+    names the call returned or touched; never images or vectors). ``/api/health`` is not audited."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def middleware(request, call_next):
+        response = await call_next(request)
+        path = request.url.path
+        if path.startswith("/api/") and path != "/api/health":
+            route = getattr(request.scope.get("route"), "path", path)
+            await run_in_threadpool(
+                service.store.audit, f"{request.method} {route}", actor=getattr(request.state, "actor", None),
+                client=request.client.host if request.client else None, route=route, status=response.status_code,
+                names=getattr(request.state, "audit_names", []))
+        return response
+
+    return middleware

@@ -4,6 +4,7 @@ The commands live in modules by who uses them; importing each registers its comm
 
 * :mod:`occluface.cli.operate` -- the operator's: enroll, identify, annotate, verify, rollcall, gallery list/remove,
   serve, apikey, align, demo, mask-check, models;
+* :mod:`occluface.cli.admin` -- audit list / purge (the retention rule);
 * :mod:`occluface.cli.camera` -- watch (camera check-in), checkins, attendance;
 * :mod:`occluface.cli.research` -- evaluate, compare, synth, calibrate, calibrate-routed, export, synth-eval;
 * :mod:`occluface.cli.training` -- train, finetune, train-maskcls, calibrate-maskcls, train-masksynth;
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import sys
 
-from occluface.cli import bench, camera, operate, research, training  # noqa: F401  (importing registers the commands)
+from occluface.cli import admin, bench, camera, operate, research, training  # noqa: F401  (importing registers the commands)
 from occluface.cli.common import app, err_console
 from occluface.errors import OccluFaceError
 
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(operate.gallery_app, name="gallery")
+app.add_typer(admin.audit_app, name="audit")
 
 __all__ = ["app", "main"]
 

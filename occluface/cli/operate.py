@@ -67,8 +67,11 @@ def enroll_command(
             fail("give at least one photo of the person (or use --roster FOLDER)")
         jobs = [(name, _expand_images(images))]
     results = []
+    from occluface.cli.admin import cli_actor
+
     for person, files in track(jobs, description="enrolling", console=err_console, disable=len(jobs) < 2):
         results.append(rec.enroll(person, files, force=force))
+        rec.gallery.audit("enroll", actor=cli_actor(), names=[person])
     if as_json:
         print_json(results)
         return
@@ -314,6 +317,10 @@ def apikey_command(
         fail("give --keys FILE (or --gallery postgresql://... to keep the key in the gallery database)")
     keys = open_keys(gallery if in_db else None, None if in_db else keys_file)
     key = keys.add(name)
+    if in_db:
+        from occluface.cli.admin import cli_actor
+
+        keys.database.audit("key-created", actor=cli_actor(), names=[])
     where = redact(gallery) if in_db else str(keys_file)
     console.print(f"API key for {name} (shown once, stored hashed in {where}):\n{key}")
 

@@ -45,7 +45,8 @@ from occluface.errors import (  # noqa: F401  (the gallery's errors, importable 
 SEARCH_CACHE_ATTR = "search_cache"
 #: Bump when the schema changes; older galleries are migrated when opened, newer ones are refused.
 #: 1: subjects, embeddings, thumbnails. 2: + the change log (``changes``), API keys. 3: + camera check-ins.
-SCHEMA_VERSION = 3
+#: 4: + the audit trail.
+SCHEMA_VERSION = 4
 #: Longest subject name accepted (names end up in reports and UIs).
 MAX_NAME_LENGTH = 256
 #: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
@@ -143,6 +144,17 @@ def validate_embeddings(
 
 def _utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def erased_name(name: str) -> str:
+    """How the audit line of an erasure names the person: ``sha256:<digest of the normalised name>``."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(validate_name(name).encode("utf-8")).hexdigest()
+
+
+def _utcnow_ms() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class GalleryStore(ABC):
@@ -377,6 +389,49 @@ class SQLGalleryStore(GalleryStore):
         keys = ("id", "time", "camera", "name", "similarity", "mask", "frames", "first_seen", "has_thumbnail")
         return [dict(zip(keys, r)) | {"has_thumbnail": bool(r[8])} for r in rows]
 
+    # ------------------------------------------------------------------ audit trail
+    def audit(self, action: str, *, actor: str | None = None, client: str | None = None, route: str | None = None,
+              status: int | None = None, names: Sequence[str] = (), time: str | None = None) -> int:
+        """Append one audit line (committed at once). ``names``: the people the action returned or touched."""
+        with self.transaction():
+            return self._insert(
+                "INSERT INTO audit (time, actor, client, action, route, status, names) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time or _utcnow_ms(), actor, client, action, route, status, json.dumps(list(names))))
+
+    def audit_entries(self, *, since: str | None = None, until: str | None = None, action: str | None = None,
+                      name: str | None = None) -> list[dict[str, Any]]:
+        """Audit lines in time order (``name``: only those that returned or touched that person)."""
+        where, args = [], []
+        for clause, value in (("time >= ?", since), ("time < ?", until), ("action = ?", action)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        rows = self._rows("SELECT id, time, actor, client, action, route, status, names FROM audit"
+                          + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, id", tuple(args))
+        keys = ("id", "time", "actor", "client", "action", "route", "status", "names")
+        out = [dict(zip(keys, r)) | {"names": json.loads(r[7] or "[]")} for r in rows]
+        wanted = None if name is None else {name, erased_name(name)}
+        return [e for e in out if wanted is None or wanted & set(e["names"])]
+
+    def _forget_in_audit(self, name: str) -> None:
+        """An erased person leaves one audit line that they were erased, naming them only by a digest of the name
+        (whoever knows the name can check it; the files keep no trace of it); older lines lose their name."""
+        pattern = "%" + json.dumps(name)[1:-1] + "%"
+        for row_id, names in self._rows("SELECT id, names FROM audit WHERE names LIKE ?", (pattern,)):
+            kept = [n for n in json.loads(names or "[]") if n != name]
+            self._exec("UPDATE audit SET names = ? WHERE id = ?", (json.dumps(kept), row_id))
+        self._insert("INSERT INTO audit (time, actor, client, action, route, status, names) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (_utcnow_ms(), None, None, "erased", None, None, json.dumps([erased_name(name)])))
+
+    def purge(self, before: str) -> dict[str, int]:
+        """Delete audit lines and check-in events older than ``before`` (ISO-8601 UTC): the retention rule."""
+        with self.transaction():
+            audit = self._exec("DELETE FROM audit WHERE time < ?", (before,))
+            checkins = self._exec("DELETE FROM checkins WHERE time < ?", (before,))
+            if audit or checkins:
+                self._deleted()
+        return {"audit": int(audit), "checkins": int(checkins)}
+
     # ------------------------------------------------------------------ change log
     def _log(self, op: str, model_id: str, model_version: str | None, ids: Sequence[int] = (None,)) -> None:
         self._serialise_writers()
@@ -483,6 +538,7 @@ class SQLGalleryStore(GalleryStore):
             self._log_removal("subject_id = ?", (sid,))
             self._exec("DELETE FROM subjects WHERE id = ?", (sid,))  # embeddings and thumbnails cascade
             self._exec("DELETE FROM checkins WHERE name = ?", (name,))  # and their check-in history
+            self._forget_in_audit(name)
             self._deleted()
         return True
 
@@ -721,6 +777,20 @@ CREATE TABLE IF NOT EXISTS checkins (
 );
 CREATE INDEX IF NOT EXISTS checkins_by_time ON checkins(time);
 CREATE INDEX IF NOT EXISTS checkins_by_name ON checkins(name, time);
+""",
+    # the audit trail: who did what, when, from where, and which names it returned (never images or vectors)
+    4: """
+CREATE TABLE IF NOT EXISTS audit (
+    id {pk},
+    time TEXT NOT NULL,
+    actor TEXT,
+    client TEXT,
+    action TEXT NOT NULL,
+    route TEXT,
+    status INTEGER,
+    names TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time);
 """,
 }
 DIALECTS = {

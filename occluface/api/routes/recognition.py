@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from occluface.api.deps import ServiceDep, SettingsDep, decode, read_upload
 from occluface.api.schemas import (
@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api", tags=["recognition"], responses=error_response
 
 @router.post("/identify", response_model=IdentifyResponse)
 async def identify(
+    request: Request,
     settings: SettingsDep,
     service: ServiceDep,
     file: Annotated[UploadFile, File()],
@@ -41,7 +42,9 @@ async def identify(
         return IdentifyResponse(image=ImageInfo.of(file.filename, image), threshold=threshold,
                                 faces=[m.to_dict() for m in matches])
 
-    return await service.run_on_photo(data, file.filename, work)
+    result = await service.run_on_photo(data, file.filename, work)
+    request.state.audit_names = [f.name for f in result.faces if f.name]
+    return result
 
 
 @router.post("/verify", response_model=VerifyResponse)
@@ -65,6 +68,7 @@ async def verify(
 
 @router.post("/rollcall", response_model=RollcallResponse, response_model_exclude_unset=True)
 async def rollcall(
+    request: Request,
     settings: SettingsDep,
     service: ServiceDep,
     file: Annotated[UploadFile, File()],
@@ -80,7 +84,9 @@ async def rollcall(
         result = service.rec.rollcall(image, names, method=method, threshold=threshold)
         return RollcallResponse.model_validate(result | {"image": ImageInfo.of(file.filename, image)})
 
-    return await service.run_on_photo(data, file.filename, work)
+    result = await service.run_on_photo(data, file.filename, work)
+    request.state.audit_names = list(result.present)
+    return result
 
 
 @router.post("/mask-check", response_model=MaskCheckResponse, response_model_exclude_unset=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 
 from occluface.api.deps import ServiceDep, SettingsDep, decode, read_upload, require_key
 from occluface.api.schemas import EnrollResponse, RemovedResponse, SubjectSummary, SubjectsResponse, error_responses
@@ -31,6 +31,7 @@ def subjects(service: ServiceDep) -> SubjectsResponse:
 @router.post("", dependencies=KEY_REQUIRED, status_code=201, response_model=EnrollResponse,
              responses=error_responses(400, 401, 403, 409, 413, 422))
 async def enroll(
+    request: Request,
     settings: SettingsDep,
     service: ServiceDep,
     name: Annotated[str, Form()],
@@ -41,6 +42,7 @@ async def enroll(
     if len(files) > settings.max_files:
         raise HTTPException(413, f"at most {settings.max_files} photos per enrolment")
     uploads = [(await read_upload(f, settings), f.filename or "upload") for f in files]
+    request.state.audit_names = [name]
 
     def work() -> EnrollResponse:
         images = [decode(data, label) for data, label in uploads]
@@ -64,11 +66,12 @@ def remove(name: str, service: ServiceDep) -> RemovedResponse:
 @router.get("/{name}/thumbnails/{index}", dependencies=KEY_REQUIRED, response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "The JPEG thumbnail"},
                        **error_responses(401, 403, 404, 422)})
-def thumbnail(name: str, index: int, service: ServiceDep) -> Response:
+def thumbnail(name: str, index: int, request: Request, service: ServiceDep) -> Response:
     """A stored enrolment thumbnail (face image data: key required)."""
     store = service.rec.gallery
     if name not in store:
         raise UnknownSubjectError(name)
+    request.state.audit_names = [name]
     thumbs = store.thumbnails(name)
     if not 0 <= index < len(thumbs):
         raise HTTPException(404, f"{name!r} has {len(thumbs)} thumbnails; no index {index}")
