@@ -27,7 +27,11 @@ class SlowRecognizer:
         self.running = self.most = 0
         self.lock = threading.Lock()
         self.thresholds = type("T", (), {"identify": 0.5})()
-        self.gallery = None
+        self.gallery = self  # stands in for the store too: it only records audit lines
+        self.audited = []
+
+    def audit(self, action, **kw):
+        self.audited.append(action)
 
     def identify(self, source, *, image=None, k=3):
         with self.lock:
@@ -57,6 +61,7 @@ def test_identify_requests_run_in_parallel_up_to_the_pool_size(threads):
     # exactly `threads` calls overlapped: no lock serialises them, and the pool bounds them (and the memory
     # of per-thread networks) however many clients wait
     assert fake.most == threads
+    assert fake.audited == ["POST /api/identify"] * 6  # every call on the record
     app.state.service.close()
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import getpass
-import json
-import sys
 from datetime import datetime, timedelta, timezone
 
 import typer
 
-from occluface.cli.common import App, GalleryOpt, JsonOpt, console
+from occluface.cli.common import App, GalleryOpt, Listing, console, listing_options
 
 audit_app = App(help="The audit trail: who enrolled, deleted, identified or changed keys, when, from where.",
                 no_args_is_help=True)
@@ -24,35 +22,19 @@ def cli_actor() -> str:
 
 
 @audit_app.command("list")
+@listing_options
 def audit_list_command(
-    since: str = typer.Option(None, "--since", help="From this ISO time (UTC)."),
-    until: str = typer.Option(None, "--until", help="Before this ISO time (UTC)."),
+    listing: Listing,
     action: str = typer.Option(None, "--action", help="Only this action, e.g. 'POST /api/identify' or 'erased'."),
     name: str = typer.Option(None, "--name", help="Only lines that returned or touched this person."),
-    gallery: str = GalleryOpt,
-    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
-    as_json: bool = JsonOpt,
 ) -> None:
     """The audit lines, oldest first."""
-    import csv
-    import io
-
     from rich.table import Table
 
-    from occluface.gallery.connect import open_gallery
-
-    with open_gallery(gallery) as store:
-        rows = store.audit_entries(since=since, until=until, action=action, name=name)
+    with listing.open() as store:
+        rows = store.audit_entries(since=listing.since, until=listing.until, action=action, name=name)
     keys = ["time", "actor", "client", "action", "status", "names"]
-    if as_json:
-        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
-        return
-    if as_csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows([r | {"names": " ".join(r["names"])} for r in rows])
-        sys.stdout.write(buf.getvalue())
+    if listing.emit(rows, keys):
         return
     table = Table(title=f"{len(rows)} audit line(s)")
     for k in keys:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import signal
 import sys
@@ -11,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from occluface.cli.common import DetectorOpt, GalleryOpt, JsonOpt, ModelOpt, app, console, err_console, print_json
+from occluface.cli.common import DetectorOpt, GalleryOpt, Listing, ModelOpt, app, console, err_console, listing_options
 
 
 @app.command("watch")
@@ -63,70 +61,46 @@ def watch_command(
                       f"{result['dropped_frames']} dropped; {sum(1 for e in result['events'] if not e['suppressed'])} events stored")
 
 
-def _csv(rows: list[dict], keys: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 @app.command("checkins")
+@listing_options
 def checkins_command(
-    since: str = typer.Option(None, "--since", help="From this ISO time (UTC), e.g. 2026-12-07T06:00."),
-    until: str = typer.Option(None, "--until", help="Before this ISO time (UTC)."),
+    listing: Listing,
     camera: str = typer.Option(None, "--camera", help="Only this camera's."),
-    gallery: str = GalleryOpt,
-    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
-    as_json: bool = JsonOpt,
 ) -> None:
     """The stored check-in events, oldest first."""
     from rich.table import Table
 
-    from occluface.gallery.connect import open_gallery
-
-    with open_gallery(gallery) as store:
-        rows = store.checkins(since=since, until=until, camera=camera)
+    with listing.open() as store:
+        rows = store.checkins(since=listing.since, until=listing.until, camera=camera)
     keys = ["time", "camera", "name", "similarity", "mask", "frames", "first_seen"]
-    if as_csv:
-        sys.stdout.write(_csv(rows, keys))
-        return
-    if as_json:
-        print_json(rows)
+    if listing.emit(rows, keys):
         return
     table = Table(title=f"{len(rows)} check-in(s)")
     for k in keys:
         table.add_column(k)
     for r in rows:
-        table.add_row(*[("unknown" if v is None and k == "name" else str(v)) for k, v in ((k, r[k]) for k in keys)])
+        table.add_row(*[("unknown" if r[k] is None and k == "name" else str(r[k])) for k in keys])
     console.print(table)
 
 
 @app.command("attendance")
+@listing_options
 def attendance_command(
+    listing: Listing,
     roster: Path = typer.Option(..., "--roster", "-r", help="Who is expected: a text file of names or a folder per person."),
-    since: str = typer.Option(None, "--since", help="Shift start (ISO, UTC)."),
-    until: str = typer.Option(None, "--until", help="Shift end (ISO, UTC)."),
     camera: str = typer.Option(None, "--camera", help="Only this camera's check-ins."),
-    gallery: str = GalleryOpt,
-    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
-    as_json: bool = JsonOpt,
 ) -> None:
-    """Shift attendance: who checked in (first seen), who did not, who was seen at several cameras."""
+    """Shift attendance (--since/--until: the shift): who checked in (first seen), who did not, who was seen at
+    several cameras."""
     from rich.table import Table
 
     from occluface.camera.attendance import attendance
-    from occluface.gallery.connect import open_gallery
     from occluface.rollcall.roster import read_roster
 
-    with open_gallery(gallery) as store:
-        result = attendance(store, read_roster(roster), since=since, until=until, camera=camera)
-    if as_csv:
-        rows = [r | {"cameras": " ".join(r["cameras"])} for r in result["rows"]]
-        sys.stdout.write(_csv(rows, ["name", "present", "first_seen", "first_camera", "checkins", "cameras", "several_cameras"]))
-        return
-    if as_json:
-        print_json(result)
+    with listing.open() as store:
+        result = attendance(store, read_roster(roster), since=listing.since, until=listing.until, camera=camera)
+    keys = ["name", "present", "first_seen", "first_camera", "checkins", "cameras", "several_cameras"]
+    if listing.emit(result["rows"], keys, data=result):
         return
     table = Table(title=f"present {len(result['present'])}, absent {len(result['absent'])}")
     for k in ("name", "present", "first seen", "camera", "check-ins", "cameras"):

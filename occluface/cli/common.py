@@ -145,23 +145,96 @@ class MaskSplit:
                              progress=progress)
 
 
-def mask_split_options(command: Any) -> Any:
-    """Give a command the mask-split options (``--data --cache --seed ...``), defined once here; the command
-    takes them as one ``split: MaskSplit`` argument. Typer reads the options from the wrapper's signature."""
-    sig = inspect.signature(command, eval_str=True)
-    own = [p for name, p in sig.parameters.items() if name != "split"]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-             for name, (kind, option) in _MASK_SPLIT_OPTIONS.items()]
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
+def option_group(options: dict[str, tuple[type, Any]], into: str, pack: Any) -> Any:
+    """A decorator that gives a command a group of options defined once (``name: (type, typer.Option)``); the
+    command takes them as one argument ``into`` = ``pack(**values)``. Typer reads the wrapper's signature."""
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        split = MaskSplit(**{name: kwargs.pop(name) for name in _MASK_SPLIT_OPTIONS})
-        return command(split=split, **kwargs)
+    def decorate(command: Any) -> Any:
+        sig = inspect.signature(command, eval_str=True)
+        own = [p for name, p in sig.parameters.items() if name != into]
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+                 for name, (kind, option) in options.items()]
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
 
-    wrapper.__signature__ = sig.replace(parameters=params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            group = pack(**{name: kwargs.pop(name) for name in options})
+            return command(**{into: group}, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
+        return wrapper
+
+    return decorate
+
+
+#: the mask-split options of the mask-classifier commands, as ``split: MaskSplit``
+mask_split_options = option_group(_MASK_SPLIT_OPTIONS, "split", MaskSplit)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a listing command was asked for: a time window, the gallery, and the output form."""
+
+    since: str | None
+    until: str | None
+    gallery: str | None
+    as_csv: bool
+    as_json: bool
+
+    def open(self):
+        from occluface.gallery.connect import open_gallery
+
+        return open_gallery(self.gallery)
+
+    def emit(self, rows: list[dict], keys: list[str], *, data: Any = None) -> bool:
+        """Print ``rows`` as CSV (``keys``; lists joined by spaces) or ``data``/``rows`` as JSON if asked; True if
+        printed (the command then skips its table)."""
+        import csv
+        import io
+        import sys
+
+        if self.as_csv:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows([{k: " ".join(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows])
+            sys.stdout.write(buf.getvalue())
+            return True
+        if self.as_json:
+            print_json(rows if data is None else data)
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class RecognizerOptions:
+    """The gallery, matcher and detector a recognition command was given."""
+
+    gallery: str | None
+    model: str
+    detector: str
+
+    def build(self):
+        from occluface.gallery.connect import open_gallery
+        from occluface.recognition.service import Recognizer
+
+        return Recognizer(open_gallery(self.gallery), model=self.model, detector=self.detector)
+
+
+#: the options of every command that recognises faces against the gallery, as ``recognizer: RecognizerOptions``
+recognizer_options = option_group({"gallery": (str, GalleryOpt), "model": (str, ModelOpt), "detector": (str, DetectorOpt)},
+                                  "recognizer", RecognizerOptions)
+
+
+#: the options of every listing command (check-ins, attendance, audit), as ``listing: Listing``
+listing_options = option_group({
+    "since": (str, typer.Option(None, "--since", help="From this ISO time (UTC), e.g. 2026-12-07T06:00.")),
+    "until": (str, typer.Option(None, "--until", help="Before this ISO time (UTC).")),
+    "gallery": (str, GalleryOpt),
+    "as_csv": (bool, typer.Option(False, "--csv", help="Print CSV.")),
+    "as_json": (bool, JsonOpt),
+}, "listing", Listing)
 
 
 def print_json(data) -> None:

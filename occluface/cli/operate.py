@@ -12,17 +12,11 @@ import typer
 
 from occluface.cli.common import (
     App,
-    DetectorOpt, GalleryOpt, JsonOpt, ModelOpt, app, console, err_console, fail, print_json,
+    DetectorOpt, GalleryOpt, JsonOpt, ModelOpt, RecognizerOptions, app, console, err_console, fail, print_json,
+    recognizer_options,
 )
 
 gallery_app = App(help="Inspect and edit the enrolment gallery.", no_args_is_help=True)
-
-
-def _recognizer(gallery, model, detector):
-    from occluface.gallery.connect import open_gallery
-    from occluface.recognition.service import Recognizer
-
-    return Recognizer(open_gallery(gallery), model=model, detector=detector)
 
 
 def _expand_images(paths: list[Path]) -> list[Path]:
@@ -39,21 +33,20 @@ def _expand_images(paths: list[Path]) -> list[Path]:
 
 # ----------------------------------------------------------------------------- recognition (gallery)
 @app.command("enroll")
+@recognizer_options
 def enroll_command(
+    recognizer: RecognizerOptions,
     name: str = typer.Argument(..., help="Person's name, or a folder-per-identity roster with --roster."),
     images: list[Path] = typer.Argument(None, help="Photos of the person (files or folders)."),
     roster: bool = typer.Option(False, "--roster", help="NAME is a folder with one sub-folder of photos per person."),
     force: bool = typer.Option(False, "--force", help="Enrol even if a face already matches another enrolled person."),
-    gallery: str = GalleryOpt,
-    model: str = ModelOpt,
-    detector: str = DetectorOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Enrol a person (or a whole roster) from photos; all-or-nothing per person. A face that already matches
     someone else enrolled is refused with their name (unless --force)."""
     from rich.progress import track
 
-    rec = _recognizer(gallery, model, detector)
+    rec = recognizer.build()
     if roster:
         root = Path(name)
         if not root.is_dir():
@@ -86,17 +79,16 @@ def enroll_command(
 
 
 @app.command("identify")
+@recognizer_options
 def identify_command(
+    recognizer: RecognizerOptions,
     image: Path = typer.Argument(..., help="Photo with one or more faces."),
     top: int = typer.Option(3, "--top", "-k", min=1, help="Candidates per face."),
-    gallery: str = GalleryOpt,
-    model: str = ModelOpt,
-    detector: str = DetectorOpt,
     annotate_out: Path = typer.Option(None, "--annotate", help="Also write the photo with boxes and names here."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Who is in the photo: every face with its best matches, "unknown" below the calibrated threshold."""
-    rec = _recognizer(gallery, model, detector)
+    rec = recognizer.build()
     from occluface.recognition.service import read_image
 
     img = read_image(image)
@@ -135,17 +127,16 @@ def _write_annotated(img, matches, out: Path) -> None:
 
 
 @app.command("annotate")
+@recognizer_options
 def annotate_command(
+    recognizer: RecognizerOptions,
     image: Path = typer.Argument(..., help="Photo to annotate."),
     out: Path = typer.Option(None, "--out", "-o", help="Output image (default: <image>.annotated.png)."),
-    gallery: str = GalleryOpt,
-    model: str = ModelOpt,
-    detector: str = DetectorOpt,
 ) -> None:
     """Write the photo with a box and a name on every face."""
     from occluface.recognition.service import read_image
 
-    rec = _recognizer(gallery, model, detector)
+    rec = recognizer.build()
     img = read_image(image)
     matches = rec.identify(image, image=img)
     _write_annotated(img, matches, out or image.with_name(image.stem + ".annotated.png"))
@@ -153,16 +144,15 @@ def annotate_command(
 
 
 @app.command("verify")
+@recognizer_options
 def verify_command(
+    recognizer: RecognizerOptions,
     a: Path = typer.Argument(..., help="First photo."),
     b: Path = typer.Argument(..., help="Second photo."),
-    model: str = ModelOpt,
-    detector: str = DetectorOpt,
-    gallery: str = GalleryOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Are the main faces of two photos the same person? Exit status 0 = same, 1 = different."""
-    rec = _recognizer(gallery, model, detector)
+    rec = recognizer.build()
     v = rec.verify(a, b)
     if as_json:
         print_json(v.to_dict())
@@ -173,20 +163,19 @@ def verify_command(
 
 
 @app.command("rollcall")
+@recognizer_options
 def rollcall_command(
+    recognizer: RecognizerOptions,
     image: Path = typer.Argument(..., help="Group photo."),
     roster: Path = typer.Option(None, "--roster", "-r", help="Roster: a text file of names (one per line) already "
                                 "enrolled, or a folder-per-identity of photos to enrol first. Default: everyone enrolled."),
     method: str = typer.Option("global", "--method", help="global (one face per identity) or greedy."),
     confidence: str = typer.Option("softmax", "--confidence", help="softmax (similarities) or svm (calibrated SVM)."),
     threshold: float = typer.Option(0.6, "--threshold", help="Minimum confidence to mark a person present."),
-    gallery: str = GalleryOpt,
-    model: str = ModelOpt,
-    detector: str = DetectorOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Roll-call: who of the roster is present in a group photo, who is absent, who needs a look."""
-    rec = _recognizer(gallery, model, detector)
+    rec = recognizer.build()
     names = None
     if roster is not None:
         if roster.is_dir():
