@@ -82,8 +82,6 @@ class Service:
         million enrolments the index takes about a minute to build)."""
         import logging
 
-        import numpy as np
-
         from occluface.gallery.search import search_gallery_batch
 
         try:

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import typer
 
-from occluface.cli.common import DetectorOpt, GalleryOpt, Listing, ModelOpt, app, console, err_console, listing_options
+from occluface.cli.common import Listing, RecognizerOptions, app, console, err_console, listing_options, recognizer_options
 
 
 @app.command("watch")
+@recognizer_options
 def watch_command(
+    recognizer: RecognizerOptions,
     source: str = typer.Argument(..., help="A video file, a webcam index (0) or an rtsp:// / http:// stream."),
     camera: str = typer.Option("camera-1", "--camera", help="This camera's name (stored with every check-in)."),
-    gallery: str = GalleryOpt,
-    model: str = ModelOpt,
-    detector: str = DetectorOpt,
     window_hours: float = typer.Option(8.0, "--window-hours", min=0.0, help="One check-in per person per this many hours (a shift)."),
     thumbnails: bool = typer.Option(False, "--thumbnails", help="Keep a face thumbnail with each unknown-person event."),
     every_frame: bool = typer.Option(False, "--every-frame", help="Process every frame of a file instead of playing it in real time."),
@@ -28,10 +27,8 @@ def watch_command(
     """Recognise people walking past: one check-in per person, one event per unknown person. Ctrl-C stops."""
     from occluface.camera.source import FrameSource
     from occluface.camera.watch import WatchConfig, watch
-    from occluface.gallery.connect import open_gallery
-    from occluface.recognition.service import Recognizer
 
-    rec = Recognizer(open_gallery(gallery), model=model, detector=detector)
+    rec = recognizer.build()
     frames = FrameSource(source, realtime=not every_frame)
 
     def stop(signum, _frame) -> None:  # finish the open tracks, then exit

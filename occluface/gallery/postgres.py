@@ -52,7 +52,6 @@ class PostgresGalleryStore(SQLGalleryStore):
     """:class:`SQLGalleryStore` on PostgreSQL. Thread-safe: each call borrows a pooled connection, and a
     thread's open transaction keeps its own connection until it ends."""
 
-    placeholder = "%s"
     dialect = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 30.0):

@@ -307,7 +307,8 @@ class FaissIndex(VectorIndex):
         ids = np.ascontiguousarray(np.asarray(ids, np.int64).reshape(-1))
         if not len(ids):
             return 0
-        gone = int(self.index.remove_ids(_faiss().IDSelectorBatch(len(ids), _faiss().swig_ptr(ids))))
+        faiss = _faiss()
+        gone = int(self.index.remove_ids(faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))))
         self.ntotal = int(self.index.ntotal)
         return gone
 

@@ -292,15 +292,13 @@ class SQLGalleryStore(GalleryStore):
     """The gallery in SQL, written once for every backend (SQLite here, PostgreSQL in ``gallery.postgres``).
 
     Subclasses provide the connection: :meth:`_rows`, :meth:`_exec` and :meth:`_insert` (each runs one
-    statement written with ``?`` placeholders), :meth:`transaction`, :meth:`scrub`, :meth:`close` and
+    statement written with ``?`` placeholders; psycopg gets ``%s``), :meth:`transaction`, :meth:`scrub`, :meth:`close` and
     :attr:`location` (for messages). Every write also appends to the ``changes`` table in the same transaction,
     so search indexes in any process can follow writes one by one (:meth:`changes_since`) instead of
     rebuilding; writers are serialised, so ``seq`` order is commit order.
     """
 
     location: str = "gallery"  # where the store is, for messages: a file path or a URL without its password
-    #: "?" (SQLite) or "%s" (psycopg)
-    placeholder = "?"
 
     # ------------------------------------------------------------------ what a backend provides
     @abstractmethod
