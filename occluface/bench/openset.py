@@ -39,7 +39,9 @@ from occluface.errors import DatasetError, OccluFaceError
 
 MATCHERS: tuple[str, ...] = ("dlib_resnet", "routed", "sface", "sface-erase")
 GALLERY_SIZES: tuple[int, ...] = (100, 1000, 5000)
-SPLITS = ("heldout", "tuning")
+SPLITS = ("heldout", "tuning", "fresh")
+#: How many people every tuning run drew (thresholds, erase row, detector candidates were all chosen on these).
+TUNING_DRAW = {"lfw": 400, "yaleb": 28}
 
 _WORKER: dict[str, Any] = {}
 
@@ -195,11 +197,19 @@ def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_
         ids = {k: v for k, v in list_identities(folder).items() if len(v) >= 2}
         salt = sub
         held = heldout_identities(ids, {"lfw": 300, "yaleb": 10}[ds], seed, salt=salt)
+        rest = sorted(set(ids) - set(held))
         if split == "heldout":
             names = held[:n]
-        else:
-            rest = sorted(set(ids) - set(held))
+        elif split == "tuning":
             names = heldout_identities(rest, min(n, len(rest)), seed, salt=f"{salt}:tuning")
+        else:  # fresh: people outside the held-out set that no tuning run and no calibration ever drew
+            used = set(heldout_identities(rest, TUNING_DRAW[ds], seed, salt=f"{salt}:tuning"))
+            if ds == "lfw":
+                used |= _routed_calibration_people(ids)
+            unused = sorted(set(rest) - used)
+            names = heldout_identities(unused, min(n, len(unused)), seed, salt=f"{salt}:fresh")
+            if not names:
+                continue  # Yale B: every person outside its held-out 10 is a tuning person
         items = []
         for name in names:
             if ds == "yaleb":
@@ -212,6 +222,16 @@ def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_
     if not sets:
         raise DatasetError(f"{root}: no lfw_dev/ or yaleb/ folder with 2+ photos for 2+ people")
     return sets
+
+
+def _routed_calibration_people(ids: dict) -> set[str]:
+    """The lfw_dev people `occluface.bench.routing_calibration` chose the routed matcher's thresholds on (seed 0)."""
+    from occluface.models.dlib_finetuned import weights_meta
+
+    held = {n for names in weights_meta()["heldout"].values() for n in names}
+    pool = sorted(n for n in ids if n not in held)
+    rng = np.random.default_rng(0)
+    return set(rng.choice(pool, size=min(300, len(pool)), replace=False).tolist())
 
 
 def _distractors(root: Path, n: int, exclude: set[str], seed: int) -> list[tuple[str, Path]]:
@@ -296,8 +316,8 @@ def run_openset(
         raise DatasetError(f"{root}: not a folder (expected the data folder holding lfw_dev/, yaleb/, lfw_single/)")
     if split not in SPLITS:
         raise OccluFaceError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    styles = list(styles) if styles else list(HELDOUT_STYLES if split == "heldout" else TUNING_STYLES)
-    check_styles(styles, split)
+    styles = list(styles) if styles else list(TUNING_STYLES if split == "tuning" else HELDOUT_STYLES)
+    check_styles(styles, "tuning" if split == "tuning" else "heldout")
     matchers = list(matchers)
     unknown = [m for m in matchers if m not in MATCHERS]
     if unknown:
@@ -313,7 +333,7 @@ def run_openset(
                               "erase_rows": [int(r) for r in erase_rows], "datasets": {}}
     conditions = ["clean", *styles]
     held_lfw = next((h for ds, _, _, h in sets if ds == "lfw"), set())
-    n_distr = max(gallery_sizes) if split == "heldout" else 0
+    n_distr = 0 if split == "tuning" else max(gallery_sizes)
     distr = _distractors(root, n_distr, held_lfw | {n for ds, names, _, _ in sets if ds == "lfw" for n in names}, seed)
     common = dict(names=matchers, erase_rows=tuple(erase_rows), workers=workers, threads=threads, progress=progress,
                   detector=detector)
@@ -332,7 +352,7 @@ def run_openset(
     raw: dict[str, Any] = {}
     for ds, names, items, _ in sets:
         jobs = []
-        sm_people = set(names[: same_mask_people]) if split == "heldout" else set()
+        sm_people = set() if split == "tuning" else set(names[: same_mask_people])
         sm_styles = styles[:3]
         first_probe: set[str] = set()
         for i, (name, path, is_g) in enumerate(items):

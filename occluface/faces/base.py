@@ -249,3 +249,50 @@ class DarkImageDetector(Detector):
         for face in faces:
             face.detector = f"{face.detector}+equalised"
         return faces
+
+
+class RefineDetector(Detector):
+    """A cheap ``proposer`` finds the faces; a better ``refiner`` re-detects each one on a crop around it.
+
+    The crop is a square ``context`` times the proposed face's longer side, at the photo's own resolution, so
+    the refiner's box and landmarks are what it would give on the whole photo, at a fraction of the pixels.
+    A proposal the refiner does not confirm (no face of its own centred inside the proposed box) is dropped;
+    when no proposal is confirmed, the ``fallback`` chain runs on the whole photo.
+    """
+
+    def __init__(self, name: str, proposer: Detector, refiner: Detector, fallback: Detector,
+                 context: float = 2.0) -> None:
+        super().__init__()
+        self.name = name
+        self.proposer, self.refiner, self.fallback = proposer, refiner, fallback
+        self.context = float(context)
+
+    def _confirm(self, image: np.ndarray, proposal: Face) -> Face | None:
+        h, w = image.shape[:2]
+        cx, cy = proposal.center
+        half = self.context * max(proposal.width, proposal.height) / 2
+        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+        x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+        if min(x1 - x0, y1 - y0) < MIN_IMAGE_SIDE:
+            return None
+        px0, py0, px1, py1 = proposal.box - np.array([x0, y0, x0, y0], np.float32)
+        best = None
+        for face in self.refiner.detect(image[y0:y1, x0:x1]):  # highest score first
+            fx, fy = face.center
+            if px0 <= fx <= px1 and py0 <= fy <= py1:
+                best = face
+                break
+        if best is None:
+            return None
+        offset = np.array([x0, y0], np.float32)
+        return Face(best.box + np.tile(offset, 2), best.score, best.landmarks + offset, f"{best.detector}@{self.proposer.name}")
+
+    def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        image = as_rgb(image_rgb)
+        if too_small(image):
+            return []
+        confirmed = [f for f in (self._confirm(image, p) for p in self.proposer.detect(image)) if f is not None]
+        if not confirmed:
+            return self.fallback.detect(image)
+        confirmed.sort(key=lambda f: -f.score)
+        return nms(confirmed)
