@@ -204,8 +204,10 @@ def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_
             names = heldout_identities(rest, min(n, len(rest)), seed, salt=f"{salt}:tuning")
         else:  # fresh: people outside the held-out set that no tuning run and no calibration ever drew
             used = set(heldout_identities(rest, TUNING_DRAW[ds], seed, salt=f"{salt}:tuning"))
-            if ds == "lfw":
-                used |= _routed_calibration_people(ids)
+            if ds == "lfw":  # and the people the routed matcher's thresholds were picked on
+                from occluface.bench.routing_calibration import calibration_people
+
+                used |= set(calibration_people(ids))
             unused = sorted(set(rest) - used)
             names = heldout_identities(unused, min(n, len(unused)), seed, salt=f"{salt}:fresh")
             if not names:
@@ -222,16 +224,6 @@ def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_
     if not sets:
         raise DatasetError(f"{root}: no lfw_dev/ or yaleb/ folder with 2+ photos for 2+ people")
     return sets
-
-
-def _routed_calibration_people(ids: dict) -> set[str]:
-    """The lfw_dev people `occluface.bench.routing_calibration` chose the routed matcher's thresholds on (seed 0)."""
-    from occluface.models.dlib_finetuned import weights_meta
-
-    held = {n for names in weights_meta()["heldout"].values() for n in names}
-    pool = sorted(n for n in ids if n not in held)
-    rng = np.random.default_rng(0)
-    return set(rng.choice(pool, size=min(300, len(pool)), replace=False).tolist())
 
 
 def _distractors(root: Path, n: int, exclude: set[str], seed: int) -> list[tuple[str, Path]]:

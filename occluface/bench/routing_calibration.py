@@ -21,6 +21,17 @@ PROBE_MASKS = ("plain", "surgical", "kn95")
 from occluface.recognition.routed import BARE_ID, MASKED_ID  # noqa: E402  (defined with the matcher)
 
 
+def calibration_people(ids, people: int = 300, seed: int = 0) -> list[str]:
+    """The seeded ``people`` of ``ids`` (lfw_dev people with 2+ photos) the routed thresholds are picked on:
+    never one of ``occluface_resnet``'s held-out identities."""
+    from occluface.models.dlib_finetuned import weights_meta
+
+    held = {n for names in weights_meta()["heldout"].values() for n in names}
+    pool = sorted(n for n in ids if n not in held)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(pool, size=min(people, len(pool)), replace=False).tolist())
+
+
 def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, target_far: float = 1e-3,
                      progress: bool = True) -> tuple[Any, Any]:
     """(bare-path, masked-path) :class:`~occluface.bench.calibration.Thresholds` from ``data``/lfw_dev."""
@@ -31,17 +42,14 @@ def calibrate_routed(data: str | Path, *, people: int = 300, seed: int = 0, targ
     from occluface.bench.calibration import thresholds_from_scores
     from occluface.faces.chips import dlib_chip
     from occluface.recognition.routed import ENROL_MASKS, masked_template, path_scores
-    from occluface.models.dlib_finetuned import weights_meta
 
     folder = Path(data) / "lfw_dev"
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not found (pass --data pointing at shared/data)")
-    held = {n for names in weights_meta()["heldout"].values() for n in names}
-    ids = {n: f for n, f in list_identities(folder).items() if len(f) >= 2 and n not in held}
-    if len(ids) < 10:
-        raise DatasetError(f"{folder}: only {len(ids)} people with 2+ photos outside the held-out ones")
-    rng = np.random.default_rng(seed)
-    names = sorted(rng.choice(sorted(ids), size=min(people, len(ids)), replace=False).tolist())
+    ids = {n: f for n, f in list_identities(folder).items() if len(f) >= 2}
+    names = calibration_people(ids, people, seed)
+    if len(names) < 10:
+        raise DatasetError(f"{folder}: only {len(names)} people with 2+ photos outside the held-out ones")
     items = _lfw_items(folder, names)
     conditions = ["clean", *PROBE_MASKS]
     with Progress(disable=not progress, transient=True) as bar:

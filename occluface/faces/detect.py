@@ -98,7 +98,6 @@ def _fast() -> Detector:
     return CombinedDetector("fast", [create_detector(m) for m in members])
 
 
-
 @register("auto-roi", "YuNet finds the faces, CenterFace re-detects each on a crop around it at the photo's resolution "
           "(CenterFace's landmarks at a fraction of its time on large photos); where none is confirmed, the `auto` chain")
 def _auto_roi() -> Detector:
