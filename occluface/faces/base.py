@@ -254,8 +254,9 @@ class DarkImageDetector(Detector):
 class RefineDetector(Detector):
     """A cheap ``proposer`` finds the faces; a better ``refiner`` re-detects each one on a crop around it.
 
-    The crop is a square ``context`` times the proposed face's longer side, at the photo's own resolution, so
-    the refiner's box and landmarks are what it would give on the whole photo, at a fraction of the pixels.
+    The crop is a square ``context`` times the proposed face's longer side, cut from the photo at its own
+    resolution and handed to the refiner like any photo (so the refiner's usual border and minimum size apply to
+    small crops): its box and landmarks are what it would give on the whole photo, at a fraction of the pixels.
     A proposal the refiner does not confirm (no face of its own centred inside the proposed box) is dropped;
     when no proposal is confirmed, the ``fallback`` chain runs on the whole photo.
     """
