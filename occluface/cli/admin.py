@@ -1,13 +1,15 @@
-"""The audit trail: list and export it, and apply the retention rule (old audit lines and check-ins purged)."""
+"""The audit trail: list and export it, and apply the retention rule (old audit lines and check-ins purged);
+the gallery key of templates encrypted at rest: make one, seal a plain gallery under it."""
 
 from __future__ import annotations
 
 import getpass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import typer
 
-from occluface.cli.common import App, GalleryOpt, Listing, console, listing_options
+from occluface.cli.common import App, GalleryOpt, Listing, console, fail, listing_options
 
 audit_app = App(help="The audit trail: who enrolled, deleted, identified or changed keys, when, from where.",
                 no_args_is_help=True)
@@ -58,3 +60,41 @@ def audit_purge_command(
         gone = store.purge(cut)
         store.audit("purge", actor=cli_actor(), names=[])
     console.print(f"purged {gone['audit']} audit line(s) and {gone['checkins']} check-in(s) older than {cut}")
+
+
+gallery_key_app = App(help="Templates encrypted at rest: make a gallery key, seal an existing gallery under it.",
+                      no_args_is_help=True)
+
+
+@gallery_key_app.command("new")
+def gallery_key_new_command(
+    out: Path = typer.Option(..., "--out", help="The key file to write (owner-only; never overwritten)."),
+) -> None:
+    """Write a new random gallery key (AES-256) to --out; point OCCLUFACE_GALLERY_KEY_FILE at it."""
+    from occluface.gallery.sealing import KEY_FILE_ENV, write_key_file
+
+    path = write_key_file(out)
+    console.print(f"wrote a new gallery key to {path} (mode 0600). Keep a copy somewhere safe: a sealed gallery "
+                  f"cannot be opened without it. Use it with: export {KEY_FILE_ENV}={path.resolve()}", highlight=False)
+
+
+@gallery_key_app.command("seal")
+def gallery_key_seal_command(
+    gallery: str = GalleryOpt,
+    key_file: Path = typer.Option(None, "--key-file", help="The key file (default: $OCCLUFACE_GALLERY_KEY_FILE, "
+                                  "or the key in $OCCLUFACE_GALLERY_KEY)."),
+) -> None:
+    """Seal a plain gallery in place: every vector and thumbnail encrypted, the plain copies scrubbed from the
+    files. Stop every other process using the gallery first."""
+    from occluface.gallery.connect import open_gallery
+    from occluface.gallery.sealing import KEY_FILE_ENV, load_sealer
+
+    sealer = load_sealer(key_file=key_file)
+    if sealer is None:
+        fail(f"no gallery key: give --key-file or set {KEY_FILE_ENV}")
+    with open_gallery(gallery, key=False) as store:
+        counts = store.seal(sealer)
+        store.audit("seal", actor=cli_actor(), names=[])
+        where = store.location
+    console.print(f"{where}: sealed {counts['embeddings']} embedding(s), {counts['thumbnails']} thumbnail(s) and "
+                  f"{counts['checkin_thumbnails']} check-in thumbnail(s) under {sealer.source}", highlight=False)
