@@ -418,7 +418,7 @@ def test_sqlite_gallery_of_schema_4_is_rebuilt_without_losing_thumbnails(tmp_pat
     db.commit()
     db.close()
     with open_gallery(path) as g:
-        assert g._one("SELECT version FROM schema_version")[0] == SCHEMA_VERSION == 5
+        assert g._one("SELECT version FROM schema_version")[0] == SCHEMA_VERSION == 6
         assert g._one("PRAGMA foreign_keys")[0] == 1
         assert g.thumbnails("ada") == [jpeg(7)] and g.thumbnails("bea") == [jpeg(9)]
         assert search_gallery(g, "m", vec[1], k=1)[0][0] == "bea"

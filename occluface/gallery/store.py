@@ -51,9 +51,10 @@ SEARCH_CACHE_ATTR = "search_cache"
 #: 1: subjects, embeddings, thumbnails. 2: + the change log (``changes``), API keys. 3: + camera check-ins.
 #: 4: + the audit trail. 5: + ``gallery_meta`` (the key check value of a sealed gallery); a vector's length check
 #: also admits a sealed vector.
-SCHEMA_VERSION = 5
+#: 6: + API key scopes, expiry and revocation.
+SCHEMA_VERSION = 6
 #: Longest subject name accepted (names end up in reports and UIs).
-MAX_NAME_LENGTH = 256
+MAX_NAME_LENGTH = 128
 #: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
 GALLERY_FILENAME = "gallery.sqlite3"
@@ -91,7 +92,9 @@ def default_gallery_path() -> Path:
 
 
 def validate_name(name: object) -> str:
-    """Normalise a subject name (NFC, stripped) and refuse empty, overlong or control-character names."""
+    """The one name rule of the CLI, the API and the web page (``static/app.js`` mirrors it): normalised (NFC,
+    stripped), not empty, at most :data:`MAX_NAME_LENGTH` characters, every character printable (no control,
+    format or line-separator characters; the plain space is allowed)."""
     if not isinstance(name, str):
         raise GalleryError(f"subject name must be a string, got {type(name).__name__}")
     clean = unicodedata.normalize("NFC", name).strip()
@@ -99,8 +102,9 @@ def validate_name(name: object) -> str:
         raise GalleryError("subject name is empty")
     if len(clean) > MAX_NAME_LENGTH:
         raise GalleryError(f"subject name is {len(clean)} characters long; at most {MAX_NAME_LENGTH} are allowed")
-    if any(unicodedata.category(ch).startswith("C") for ch in clean):
-        raise GalleryError(f"subject name {clean!r} contains control characters")
+    if not clean.isprintable():
+        raise GalleryError(f"subject name {clean!r} contains control characters or other unprintable characters "
+                           "(tabs, line breaks, direction marks, ...)")
     return clean
 
 
@@ -502,14 +506,31 @@ class SQLGalleryStore(GalleryStore):
     # ------------------------------------------------------------------ API keys (server galleries use them)
     def api_keys(self) -> dict[str, str]:
         """API key names -> SHA-256 of the key (the keys themselves are never stored)."""
-        return {name: digest for name, digest in self._rows("SELECT name, sha256 FROM api_keys ORDER BY name")}
+        return {r["name"]: r["sha256"] for r in self.api_key_records()}
 
-    def add_api_key(self, name: str, sha256: str) -> None:
+    def api_key_records(self) -> list[dict[str, Any]]:
+        """Every stored key: name, sha256, scopes (comma-separated), created, expires, revoked (ISO or None)."""
+        rows = self._rows("SELECT name, sha256, scopes, created, expires, revoked FROM api_keys ORDER BY name")
+        return [dict(zip(("name", "sha256", "scopes", "created", "expires", "revoked"), r)) for r in rows]
+
+    def add_api_key(self, name: str, sha256: str, *, scopes: str = "identify,enrol,admin",
+                    expires: str | None = None) -> None:
         name = validate_name(name)
         with self.transaction():
             if self._one("SELECT 1 FROM api_keys WHERE name = ?", (name,)):
                 raise GalleryError(f"{self.location}: an API key called {name!r} exists already")
-            self._exec("INSERT INTO api_keys (name, sha256, created) VALUES (?, ?, ?)", (name, sha256, _utcnow()))
+            self._exec("INSERT INTO api_keys (name, sha256, created, scopes, expires) VALUES (?, ?, ?, ?, ?)",
+                       (name, sha256, _utcnow(), scopes, expires))
+
+    def update_api_key(self, name: str, **changes: str | None) -> None:
+        """Set ``revoked`` and/or ``expires`` (ISO times, ``expires=None``: never) of a stored key."""
+        bad = set(changes) - {"revoked", "expires"}
+        if bad:
+            raise GalleryError(f"cannot change {', '.join(sorted(bad))} of an API key")
+        with self.transaction():
+            for column, value in changes.items():
+                if not self._exec(f"UPDATE api_keys SET {column} = ? WHERE name = ?", (value, name)):
+                    raise GalleryError(f"{self.location}: no API key called {name!r}")
 
     def remove_api_key(self, name: str) -> bool:
         with self.transaction():
@@ -1021,6 +1042,12 @@ END $$;
 ALTER TABLE embeddings ADD CONSTRAINT embeddings_vector_length CHECK (length(vector) IN (4 * dim, 4 * dim + 28));
 """,
     },
+    # API key scopes (keys made before scopes hold all three), expiry and revocation times
+    6: """
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'identify,enrol,admin';
+ALTER TABLE api_keys ADD COLUMN expires TEXT;
+ALTER TABLE api_keys ADD COLUMN revoked TEXT;
+""",
 }
 DIALECTS = {
     "sqlite": {"pk": "INTEGER PRIMARY KEY", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "ref": "INTEGER", "blob": "BLOB"},
