@@ -14,6 +14,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.routing import APIRoute
@@ -111,10 +112,59 @@ def face_data(gallery_path: Path) -> tuple:
         db.close()
 
 
+#: Routes that answer an endless stream when allowed: read up to their first chunk, then disconnect.
+ENDLESS = {"/api/checkins/stream"}
+
+
+def stream_call(app, path: str, headers: dict, timeout: float = 60.0) -> httpx.Response:
+    """GET an endless stream straight through the ASGI app (the test client would wait for its end): the status,
+    the headers and the body up to the first chunk of an answer that keeps streaming, all of a refusal."""
+    import asyncio
+
+    async def go() -> httpx.Response:
+        start: dict = {}
+        body: list[bytes] = []
+        done = asyncio.Event()
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+                if not message.get("more_body") or start.get("status") == 200:
+                    done.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "state": {},
+                 "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [(b"host", b"testserver")],
+                 "client": ("testclient", 50000), "server": ("testserver", 80)}
+        task = asyncio.create_task(app(scope, receive, send))
+        await asyncio.wait_for(done.wait(), timeout)
+        try:
+            await asyncio.wait_for(task, 10)
+        except (asyncio.CancelledError, asyncio.TimeoutError):
+            task.cancel()
+        return httpx.Response(start["status"], headers=[(k.decode(), v.decode()) for k, v in start["headers"]],
+                              content=b"".join(body))
+
+    return asyncio.run(go())
+
+
 def call(client, method: str, path: str, headers: dict, *, name: str = "Obama", body: bytes | None = None):
     """One request to a route pattern with plausible arguments (a valid face photo unless ``body`` is given)."""
     url = path.replace("{name}", name).replace("{index}", "0").replace("{camera}", "gate")
     data = photo() if body is None else body
+    if method == "GET" and path in ENDLESS:
+        return stream_call(client.app, url, headers)
     if method == "GET":
         return client.get(url, headers=headers)
     if method == "DELETE":
@@ -247,7 +297,7 @@ def test_kiosk_serves_identify_without_a_key_to_this_machine_only(tmp_path):
 
 
 def test_server_without_keys_refuses_every_protected_route(tmp_path):
-    app = create_app(ApiSettings(gallery=tmp_path / "g.sqlite3", keys=KeyStore()))
+    app = create_app(ApiSettings(gallery=tmp_path / "g.sqlite3", keys=KeyStore(), failed_key_rate=OFF))
     with TestClient(app) as c:
         for route in PROTECTED:
             for headers in ({}, {"X-API-Key": KEY}, {"X-API-Key": ""}):
@@ -436,3 +486,30 @@ def test_api_delete_deletes_every_trace(client, gallery_path):
     assert client.get("/api/subjects/Biden/thumbnails/0", headers=h).status_code == 404
     faces = client.post("/api/identify", headers=h, files=[("file", ("x.jpg", photo("fr_biden.jpg"), "image/jpeg"))]).json()["faces"]
     assert all(f["label"] != "Biden" for f in faces)
+
+
+@pytest.mark.parametrize("with_keys_table", [True, False], ids=["old keys table", "no keys table"])
+def test_schema_4_gallery_migrates_its_keys(tmp_path, with_keys_table):
+    """A gallery of schema 4 opens with its keys (made before scopes: every scope); SQLite galleries made while
+    schema 2 created the keys table on PostgreSQL only have none, and get one."""
+    from occluface.gallery.connect import open_gallery
+    from occluface.gallery.store import SCHEMA_VERSION, schema_statements
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    for statement in (st for version in range(1, 5) for st in schema_statements(version, "sqlite")):
+        db.execute(statement)
+    if with_keys_table:
+        db.execute("INSERT INTO api_keys (name, sha256, created) VALUES ('gate-1', ?, 'then')", (hash_key(KEY),))
+    else:
+        db.execute("DROP TABLE api_keys")
+    db.execute("INSERT INTO schema_version (version) VALUES (4)")
+    db.commit()
+    db.close()
+    with open_gallery(path) as g:
+        assert g._one("SELECT version FROM schema_version")[0] == SCHEMA_VERSION
+        records = g.api_key_records()
+        assert [(r["name"], r["scopes"], r["revoked"]) for r in records] == (
+            [("gate-1", "identify,enrol,admin", None)] if with_keys_table else [])
+        g.add_api_key("gate-2", hash_key("ocf_new"), scopes="identify")
+        assert {r["name"] for r in g.api_key_records()} == ({"gate-1", "gate-2"} if with_keys_table else {"gate-2"})

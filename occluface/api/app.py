@@ -46,6 +46,32 @@ def _single_threaded_search() -> None:
     faiss.omp_set_num_threads(1)
 
 
+#: How often a server with a retention rule (``serve --keep-days``) purges what has grown too old.
+RETENTION_EVERY_S = 3600.0
+
+
+async def _apply_retention(service: Service, keep_days: float) -> None:
+    """Purge audit lines and check-ins older than ``keep_days`` now and every :data:`RETENTION_EVERY_S` (each
+    purge is itself an audit line); a failed purge is logged and tried again next time, never fatal."""
+    import logging
+
+    log = logging.getLogger("occluface.api")
+
+    def purge() -> dict:
+        gone = service.store.purge_older(keep_days)
+        service.store.audit("purge", actor=f"retention {keep_days:g} days", names=[])
+        return gone
+
+    while True:
+        try:
+            gone = await asyncio.to_thread(purge)
+            log.info("retention: purged %d audit line(s) and %d check-in(s) older than %s",
+                     gone["audit"], gone["checkins"], gone["before"])
+        except Exception as exc:  # noqa: BLE001 - the server keeps serving; the next run tries again
+            log.warning("retention purge failed: %s", exc)
+        await asyncio.sleep(RETENTION_EVERY_S)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     _single_threaded_search()
@@ -54,7 +80,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         service = app.state.service
         if app.state.settings.warm_up:  # in the background: the server answers /api/health meanwhile
             asyncio.get_running_loop().run_in_executor(service.pool, service.warm)
+        retention = None
+        if app.state.settings.keep_days is not None:
+            retention = asyncio.create_task(_apply_retention(service, app.state.settings.keep_days))
         yield
+        if retention is not None:
+            retention.cancel()
         app.state.service.close()  # the model threads; the gallery if the service opened it
 
     app = FastAPI(

@@ -38,6 +38,9 @@ class ApiSettings:
     key_rate: Rate = Rate(20.0, 40.0)
     client_rate: Rate = Rate(40.0, 80.0)
     failed_key_rate: Rate = Rate(0.2, 10.0)
+    #: the retention rule the server applies itself (``serve --keep-days``): audit lines and check-ins older than
+    #: this many days are purged at start-up and every hour; None: kept until ``occluface audit purge``
+    keep_days: float | None = None
 
     def with_rate_limit(self, per_key: float) -> "ApiSettings":
         """The limits scaled from one figure: ``per_key`` identify calls a second per key (burst twice that),

@@ -4,7 +4,6 @@ and the gallery key of templates encrypted at rest (make one, seal a plain galle
 from __future__ import annotations
 
 import getpass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import typer
@@ -55,11 +54,10 @@ def audit_purge_command(
     """Apply the retention rule: delete audit lines and check-in events older than --keep-days."""
     from occluface.gallery.connect import open_gallery
 
-    cut = (datetime.now(timezone.utc) - timedelta(days=keep_days)).isoformat(timespec="milliseconds")
     with open_gallery(gallery) as store:
-        gone = store.purge(cut)
+        gone = store.purge_older(keep_days)
         store.audit("purge", actor=cli_actor(), names=[])
-    console.print(f"purged {gone['audit']} audit line(s) and {gone['checkins']} check-in(s) older than {cut}")
+    console.print(f"purged {gone['audit']} audit line(s) and {gone['checkins']} check-in(s) older than {gone['before']}")
 
 
 gallery_key_app = App(help="Templates encrypted at rest: make a gallery key, seal an existing gallery under it.",

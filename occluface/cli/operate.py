@@ -264,6 +264,9 @@ def serve_command(
                                "without a key to clients on this machine (only with --host 127.0.0.1 or ::1)."),
     rate_limit: float = typer.Option(20.0, "--rate-limit", min=0.0, help="Identify calls a second per key (bursts "
                                      "of twice that; per client address twice as many); 0 turns rate limits off."),
+    keep_days: float = typer.Option(None, "--keep-days", min=0.0, envvar="OCCLUFACE_KEEP_DAYS",
+                                    help="Retention: purge audit lines and check-ins older than this many days, at "
+                                    "start-up and every hour (default: keep until `occluface audit purge`)."),
 ) -> None:
     """REST API + web page (OpenAPI docs at /docs). Every call needs an API key (X-API-Key header) with the
     route's scope: identify, enrol or admin (`occluface apikey create`).
@@ -276,9 +279,8 @@ def serve_command(
     import uvicorn
 
     from occluface.api.app import SETTINGS_ENV, ApiSettings
-    from occluface.api.keys import open_keys
-
     from occluface.api.deps import LOOPBACK
+    from occluface.api.keys import open_keys
 
     if kiosk and host not in LOOPBACK:
         fail(f"--kiosk serves callers without a key, so it listens on this machine only: --host 127.0.0.1, not {host}")
@@ -294,6 +296,7 @@ def serve_command(
         "keys_file": None if keys_file is None else str(keys_file), "workers": workers,
         "model_threads": model_threads, "max_upload_bytes": settings.max_upload_bytes,
         "preview_dir": None if preview_dir is None else str(preview_dir), "kiosk": kiosk, "rate_limit": rate_limit,
+        "keep_days": keep_days,
     })
     err_console.print(f"{workers} process(es) x {settings.resolved_model_threads()} model thread(s), "
                       f"{settings.op_threads()} thread(s) per model call")

@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -614,6 +614,14 @@ class SQLGalleryStore(GalleryStore):
         self._insert("INSERT INTO audit (time, actor, client, action, route, status, names) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (_utcnow_ms(), None, None, "erased", None, None, json.dumps([erased_name(name)])))
 
+    def purge_older(self, keep_days: float) -> dict[str, Any]:
+        """The retention rule as a period: audit lines and check-ins older than ``keep_days`` days are deleted
+        (``{"before": cut, "audit": n, "checkins": n}``)."""
+        if not keep_days >= 0:
+            raise GalleryError(f"retention must be a number of days >= 0, got {keep_days!r}")
+        cut = (datetime.now(timezone.utc) - timedelta(days=keep_days)).isoformat(timespec="milliseconds")
+        return {"before": cut, **self.purge(cut)}
+
     def purge(self, before: str) -> dict[str, int]:
         """Delete audit lines and check-in events older than ``before`` (ISO-8601 UTC): the retention rule."""
         with self.transaction():
@@ -1042,8 +1050,14 @@ END $$;
 ALTER TABLE embeddings ADD CONSTRAINT embeddings_vector_length CHECK (length(vector) IN (4 * dim, 4 * dim + 28));
 """,
     },
-    # API key scopes (keys made before scopes hold all three), expiry and revocation times
+    # API key scopes (keys made before scopes hold all three), expiry and revocation times; the table itself for
+    # SQLite galleries made while schema 2 created it on PostgreSQL only
     6: """
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    created TEXT NOT NULL
+);
 ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'identify,enrol,admin';
 ALTER TABLE api_keys ADD COLUMN expires TEXT;
 ALTER TABLE api_keys ADD COLUMN revoked TEXT;

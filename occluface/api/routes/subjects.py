@@ -30,7 +30,7 @@ def _check_owner(request: Request, store, name: str, doing: str) -> None:
         raise HTTPException(403, f"{name!r} was enrolled by another key; only it or an admin key may {doing}")
 
 
-@router.get("", dependencies=[ADMIN], response_model=SubjectsResponse, responses=error_responses(401, 403, 429))
+@router.get("", dependencies=[ADMIN], response_model=SubjectsResponse, responses=error_responses(401, 403, 422, 429))
 def subjects(service: ServiceDep) -> SubjectsResponse:
     """Enrolled names and how many embeddings each has (no face data)."""
     subs = service.rec.gallery.list_subjects()
