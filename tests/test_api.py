@@ -19,7 +19,7 @@ KEY = "ocf_test-key-123"
 def client(tmp_path_factory):
     settings = ApiSettings(gallery=tmp_path_factory.mktemp("api") / "g.sqlite3", keys=KeyStore.load(None, [KEY]),
                            max_upload_bytes=2 * 1024 * 1024)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers={"X-API-Key": KEY}) as c:  # every call sends the key
         yield c
 
 
@@ -28,13 +28,19 @@ def _file(name: str, field: str = "file"):
 
 
 def test_enroll_requires_key(client):
-    for headers, code in (({}, 401), ({"X-API-Key": "wrong"}, 403)):
-        r = client.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=headers)
-        assert r.status_code == code and "key" in r.json()["error"]
-        r = client.delete("/api/subjects/Obama", headers=headers)
-        assert r.status_code == code
-        r = client.get("/api/subjects/Obama/thumbnails/0", headers=headers)
-        assert r.status_code == code
+    del client.headers["X-API-Key"]
+    try:
+        for headers, code in (({}, 401), ({"X-API-Key": "wrong"}, 403)):
+            r = client.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=headers)
+            assert r.status_code == code and "key" in r.json()["error"]
+            r = client.delete("/api/subjects/Obama", headers=headers)
+            assert r.status_code == code
+            r = client.get("/api/subjects/Obama/thumbnails/0", headers=headers)
+            assert r.status_code == code
+            r = client.post("/api/identify", files=[_file("fr_obama.jpg")], headers=headers)
+            assert r.status_code == code and "faces" not in r.json()
+    finally:
+        client.headers["X-API-Key"] = KEY
     assert client.get("/api/subjects").json()["subjects"] == []
 
 
@@ -129,7 +135,7 @@ def test_keys_are_stored_hashed(tmp_path):
 def test_the_same_face_under_a_second_name_is_refused_with_the_first(tmp_path):
     settings = ApiSettings(gallery=tmp_path / "g.sqlite3", keys=KeyStore.load(None, [KEY]))
     h = {"X-API-Key": KEY}
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers=h) as c:
         assert c.post("/api/subjects", data={"name": "Obama"}, files=[_file("fr_obama.jpg", "files")], headers=h).status_code == 201
         r = c.post("/api/subjects", data={"name": "Barack"}, files=[_file("fr_obama.jpg", "files")], headers=h)
         assert r.status_code == 409 and "'Obama'" in r.json()["error"] and "fr_obama.jpg" in r.json()["error"]

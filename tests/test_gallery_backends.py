@@ -285,19 +285,28 @@ def test_postgres_api_keys_live_in_the_gallery_database(postgres_url, tmp_path):
 
     server_keys = open_keys(postgres_url)  # what a running server checks against
     assert not server_keys
-    result = CliRunner().invoke(app, ["apikey", "gate-1", "--gallery", postgres_url])
+    result = CliRunner().invoke(app, ["apikey", "create", "gate-1", "--scope", "identify", "--gallery", postgres_url])
     assert result.exit_code == 0, result.output
     key = result.output.strip().splitlines()[-1]
     assert key.startswith("ocf_") and "postgresql://postgres@" in result.output
+    time.sleep(1.1)  # a server re-reads the database's keys every second
     assert server_keys and server_keys.check(key) and not server_keys.check(key + "x")  # seen without a restart
+    assert server_keys.lookup(key).scopes == ("identify",)
     with open_gallery(postgres_url) as g:
         stored = g.api_keys()
         assert list(stored) == ["gate-1"] and key not in json.dumps(stored)  # only the hash
         with pytest.raises(GalleryError, match="exists already"):
             g.add_api_key("gate-1", "0" * 64)
         assert g.remove_api_key("gate-1")
+    time.sleep(1.1)
     assert not server_keys.check(key)
-    assert CliRunner().invoke(app, ["apikey", "x"]).exit_code != 0  # neither a file nor a database: refused
+    result = CliRunner().invoke(app, ["apikey", "create", "gate-2", "--gallery", postgres_url])
+    key = result.output.strip().splitlines()[-1]
+    time.sleep(1.1)
+    assert server_keys.check(key)
+    assert CliRunner().invoke(app, ["apikey", "revoke", "gate-2", "--gallery", postgres_url]).exit_code == 0
+    time.sleep(1.1)  # a server re-reads the database's keys every second
+    assert not server_keys.check(key)
 
 
 def test_postgres_bad_url_is_a_clear_error():

@@ -105,7 +105,7 @@ def client(tmp_path_factory, rec):
     app = create_app(ApiSettings(gallery=tmp_path_factory.mktemp("api") / "g.sqlite3",
                                  keys=KeyStore.load(None, [KEY]), max_upload_bytes=4 * 1024 * 1024))
     app.state.service._rec = rec  # share the loaded models with the recognizer fixture
-    with TestClient(app) as c:
+    with TestClient(app, headers={"X-API-Key": KEY}) as c:  # every call sends the key
         yield c
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from occluface.api.app import SETTINGS_ENV, ApiSettings, create_app, serve_app
+from occluface.api.keys import KeyStore
 from occluface.recognition.service import Match
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
@@ -46,7 +47,7 @@ class SlowRecognizer:
 async def _burst(app, n: int) -> list[int]:
     transport = httpx.ASGITransport(app=app)
     photo = (SAMPLES / "fr_obama.jpg").read_bytes()
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": "ocf_k"}) as client:
         rs = await asyncio.gather(*(client.post("/api/identify", files=[("file", ("p.jpg", photo, "image/jpeg"))])
                                     for _ in range(n)))
     return [r.status_code for r in rs]
@@ -54,7 +55,7 @@ async def _burst(app, n: int) -> list[int]:
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_identify_requests_run_in_parallel_up_to_the_pool_size(threads):
-    app = create_app(ApiSettings(model_threads=threads))
+    app = create_app(ApiSettings(model_threads=threads, keys=KeyStore.load(None, ["ocf_k"])))
     fake = SlowRecognizer()
     app.state.service._rec = fake
     assert asyncio.run(_burst(app, 6)) == [200] * 6

@@ -46,6 +46,12 @@ def server(web_gallery):
     thread.join(10)
 
 
+def use_key(page, key: str) -> None:
+    page.fill("#api-key", key)
+    page.click("#key-use")
+    page.wait_for_function("document.querySelector('#key-state').textContent.startsWith('key in use')")
+
+
 def test_page_enrols_identifies_and_runs_rollcall(server, tmp_path):
     assert CHROMIUM, "Debian's chromium is needed for the web test (make test installs it: apt-get install chromium)"
     from playwright.sync_api import sync_playwright
@@ -60,11 +66,16 @@ def test_page_enrols_identifies_and_runs_rollcall(server, tmp_path):
         page.click("nav button[data-tab=enroll]")
         page.fill("#enroll-name", "Obama")
         page.set_input_files("#enroll-files", str(SAMPLES / "fr_obama.jpg"))
-        page.fill("#enroll-key", "wrong-key")
-        page.click("#enroll-submit")
+        page.click("#enroll-submit")  # no key yet
         page.wait_for_selector("#enroll-status.error", timeout=60_000)
-        assert "wrong API key" in page.inner_text("#enroll-status")
-        page.fill("#enroll-key", KEY)
+        assert "enter an API key" in page.inner_text("#enroll-status")
+        use_key(page, "wrong-key")
+        page.click("#enroll-submit")
+        page.wait_for_function("document.querySelector('#enroll-status').textContent.includes('wrong API key')",
+                               timeout=60_000)
+        use_key(page, KEY)
+        assert page.input_value("#api-key") == ""  # the field is cleared; the key lives in this tab's session
+        assert page.evaluate("sessionStorage.getItem('occluface-api-key')") == KEY
         page.click("#enroll-submit")
         page.wait_for_function("document.querySelector('#enroll-status').textContent.startsWith('Enrolled')",
                                timeout=120_000)
@@ -118,11 +129,11 @@ def test_page_follows_checkins_live(server, web_gallery):
         page = browser.new_page()
         page.goto(server + "/")
         page.click("nav button[data-tab=checkins]")
-        page.fill("#checkins-key", "wrong-key")
+        use_key(page, "wrong-key")
         page.click("#checkins-follow")
         page.wait_for_selector("#checkins-status.error", timeout=60_000)
         assert "wrong API key" in page.inner_text("#checkins-status")
-        page.fill("#checkins-key", KEY)
+        use_key(page, KEY)
         page.click("#checkins-follow")
         page.wait_for_function("document.querySelector('#checkins-status').textContent.startsWith('following')",
                                timeout=60_000)
@@ -135,3 +146,32 @@ def test_page_follows_checkins_live(server, web_gallery):
         rows = page.locator("#checkins-table tbody tr").all_inner_texts()
         assert "unknown person" in rows[0] and "Obama" in rows[1] and "lamp-room" in rows[1] and "masked" in rows[1]
         browser.close()
+
+
+#: Names the page's check (static/app.js checkName) and the server's rule (gallery.store.validate_name) must judge
+#: alike: plain, accented, non-Latin, decomposed accents, padding, empty, too long, and each kind of unprintable.
+NAMES = ["Obama", "José María Aznar", "李小龙", "Zoë", "Ame\u0301lie", "  Kit Harington  ", "", "   ", "x" * 128,
+         "x" * 129, "é" * 128, "tab\there", "line\nbreak", "nul\x00", "rtl\u202emark", "zero\u200bwidth",
+         "nbsp\u00a0name", "em\u2003space", "line\u2028sep", "private\ue000use", "unassigned\u0378x", "emoji 🙂"]
+
+
+def test_page_checks_names_with_the_servers_rule(server):
+    """The page refuses a name before sending it exactly where the server would, and sends the same cleaned name."""
+    assert CHROMIUM, "Debian's chromium is needed for the web test"
+    from playwright.sync_api import sync_playwright
+
+    from occluface.gallery.store import GalleryError, validate_name
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(server + "/")
+        verdicts = page.evaluate("(names) => names.map((n) => checkName(n))", NAMES)
+        browser.close()
+    for name, verdict in zip(NAMES, verdicts):
+        try:
+            expected = validate_name(name)
+        except GalleryError:
+            assert "error" in verdict, f"the page accepts {name!r}, the server refuses it"
+        else:
+            assert verdict.get("name") == expected, f"{name!r}: page {verdict}, server {expected!r}"

@@ -116,21 +116,92 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def require_key(
-    request: Request,
-    settings: SettingsDep,
-    x_api_key: Annotated[str | None, Header(description="API key for enrol/delete/export")] = None,
-) -> None:
-    """Route dependency of everything that writes the gallery or returns stored face data; it runs before any
-    upload is read. The key's name goes into the audit trail."""
-    if not settings.keys:
-        raise HTTPException(403, "this server has no API keys configured; enrolment and deletion are disabled")
-    if not x_api_key:
-        raise HTTPException(401, "missing API key (send it in the X-API-Key header)")
-    name = settings.keys.name_of(x_api_key)
-    if name is None:
-        raise HTTPException(403, "wrong API key")
-    request.state.actor = name
+#: Client addresses of this machine: the only ones an unauthenticated kiosk (``serve --kiosk``) serves.
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many(what: str, wait: float) -> HTTPException:
+    import logging
+
+    from occluface.api.limits import retry_after
+
+    logging.getLogger("occluface.api").warning("rate limit: %s", what)
+    return HTTPException(429, f"too many requests ({what}); retry in {retry_after(wait)} s",
+                         headers={"Retry-After": retry_after(wait)})
+
+
+class Access:
+    """Route dependency: the caller needs a key holding ``scope`` (``admin`` holds every scope).
+
+    It runs before any upload is read. Refusals: 401 without a key, 403 for a wrong, revoked or expired key or
+    a missing scope, 429 past a rate limit (failed key attempts per client address; identify calls per key and
+    per client address). The key's name goes into the audit trail (``request.state.actor``) and the key's record
+    into ``request.state.key``. With ``settings.kiosk``, identify-scope routes also serve callers on this machine
+    that send no key (actor ``kiosk``).
+    """
+
+    def __init__(self, scope: str):
+        from occluface.api.keys import SCOPES
+
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        self.scope = scope
+
+    def __call__(self, request: Request, settings: SettingsDep,
+                 x_api_key: Annotated[str | None, Header(description="API key (see `occluface apikey`)")] = None) -> None:
+        limiter = request.app.state.limiter
+        client = client_address(request)
+        wait = limiter.blocked(("failed", client), settings.failed_key_rate)
+        if wait:
+            raise _too_many(f"failed key attempts from {client}", wait)
+        if not x_api_key and settings.kiosk and self.scope == "identify" and client in LOOPBACK:
+            request.state.actor = "kiosk"
+        else:
+            record = self._authenticate(settings, x_api_key)
+            if isinstance(record, HTTPException):
+                limiter.take(("failed", client), settings.failed_key_rate)
+                raise record
+            request.state.actor, request.state.key = record.name, record
+        if self.scope == "identify":
+            for key, limit in ((("key", request.state.actor), settings.key_rate), (("client", client), settings.client_rate)):
+                wait = limiter.take(key, limit)
+                if wait:
+                    raise _too_many(f"identify calls of {key[0]} {key[1]}", wait)
+
+    def _authenticate(self, settings: ApiSettings, key: str | None):
+        if not settings.keys:
+            return HTTPException(403, "this server has no API keys configured: create one with "
+                                      "`occluface apikey create NAME --scope ...`")
+        if not key:
+            return HTTPException(401, "missing API key (send it in the X-API-Key header)")
+        record = settings.keys.lookup(key)
+        if record is None:
+            return HTTPException(403, "wrong API key")
+        state = record.state()
+        if state != "active":
+            when = record.revoked if state == "revoked" else record.expires
+            return HTTPException(403, f"API key {record.name!r} is {state} (since {when})")
+        if not record.allows(self.scope):
+            return HTTPException(403, f"API key {record.name!r} lacks the {self.scope!r} scope "
+                                      f"(it holds {', '.join(record.scopes)})")
+        return record
+
+
+def require_scope(scope: str) -> Any:
+    """``Depends(Access(scope))``, for a route's ``dependencies=[...]``."""
+    return Depends(Access(scope))
+
+
+IDENTIFY, ENROL, ADMIN = (require_scope(s) for s in ("identify", "enrol", "admin"))
+
+
+def key_holds(request: Request, scope: str) -> bool:
+    record = getattr(request.state, "key", None)
+    return record is not None and record.allows(scope)
 
 
 async def read_upload(upload: UploadFile, settings: ApiSettings) -> bytes:

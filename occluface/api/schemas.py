@@ -168,9 +168,40 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 _ERRORS = {
     400: "The request cannot be served (e.g. a photo without a face, a roster name not enrolled)",
     401: "No API key sent",
-    403: "Wrong API key, or the server has none configured",
+    403: "Wrong, revoked or expired API key, a key without the route's scope, or no keys configured",
     404: "No such enrolled subject or thumbnail",
     409: "The face already matches another enrolled person (the message names them); send force=true if they are two people",
     413: "An upload (or the whole request) is larger than allowed",
     422: "An upload is not a usable image, or a form field is missing or invalid",
+    429: "Too many calls from this key or address (or too many failed key attempts); see Retry-After",
 }
+
+
+class KeyInfo(BaseModel):
+    """An API key's record, never the key or its hash."""
+
+    name: str
+    scopes: list[str]
+    state: str = Field(description="active, revoked or expired")
+    created: str | None = None
+    expires: str | None = None
+    revoked: str | None = None
+    where: str = Field(description="file, gallery (database), environment or given")
+
+
+class KeysResponse(BaseModel):
+    keys: list[KeyInfo]
+
+
+class AuditLine(BaseModel):
+    time: str
+    actor: str | None = None
+    client: str | None = None
+    action: str
+    route: str | None = None
+    status: int | None = None
+    names: list[str] = []
+
+
+class AuditResponse(BaseModel):
+    lines: list[AuditLine]

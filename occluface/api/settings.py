@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from occluface.api.keys import KeyStore
+from occluface.api.limits import Rate
 from occluface.recognition.service import DEFAULT_MODEL
 
 #: The web page (index.html, app.js), served at ``/`` and ``/static``.
@@ -30,6 +31,26 @@ class ApiSettings:
     warm_up: bool = False
     #: where ``occluface watch --preview-dir`` keeps each camera's annotated frame (None: no previews)
     preview_dir: Path | None = None
+    #: identify-scope routes without a key, for a kiosk on this machine only (``serve --kiosk``, 127.0.0.1)
+    kiosk: bool = False
+    #: rate limits (calls a second, burst): identify calls per key and per client address, failed key
+    #: attempts per client address (``serve --rate-limit``; 0 turns them off)
+    key_rate: Rate = Rate(20.0, 40.0)
+    client_rate: Rate = Rate(40.0, 80.0)
+    failed_key_rate: Rate = Rate(0.2, 10.0)
+    #: the retention rule the server applies itself (``serve --keep-days``): audit lines and check-ins older than
+    #: this many days are purged at start-up and every hour; None: kept until ``occluface audit purge``
+    keep_days: float | None = None
+
+    def with_rate_limit(self, per_key: float) -> "ApiSettings":
+        """The limits scaled from one figure: ``per_key`` identify calls a second per key (burst twice that),
+        twice as many per client address; 0 turns every limit off."""
+        from dataclasses import replace
+
+        if per_key <= 0:
+            off = Rate(0.0, 0.0)
+            return replace(self, key_rate=off, client_rate=off, failed_key_rate=off)
+        return replace(self, key_rate=Rate(per_key, 2 * per_key), client_rate=Rate(2 * per_key, 4 * per_key))
 
     def cores(self) -> int:
         """CPU cores this process may use: the machine's (its CPU affinity) shared among the workers."""

@@ -126,8 +126,8 @@ def make_api_client(gallery: Path, *, enroll_sample: bool = True, detector: str 
     from occluface.api.keys import KeyStore
 
     settings = ApiSettings(gallery=gallery, detector=detector, keys=KeyStore.load(None, [FUZZ_KEY]),
-                           max_upload_bytes=1024 * 1024, max_files=4)
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
+                           max_upload_bytes=1024 * 1024, max_files=4).with_rate_limit(0)
+    client = TestClient(create_app(settings), raise_server_exceptions=False, headers={"X-API-Key": FUZZ_KEY})
     face = SAMPLES / "fr_obama.jpg"
     if enroll_sample and face.exists():
         r = client.post("/api/subjects", data={"name": "Obama"}, headers={"X-API-Key": FUZZ_KEY},

@@ -133,7 +133,9 @@ class ServerProcess:
         self.startup_timeout = startup_timeout
         self.workers = workers
         self.cmd = [sys.executable, "-m", "occluface.cli", "serve", "--host", HOST, "--port", str(self.port),
-                    "--gallery", str(gallery), "--detector", detector, "--model", model, "--workers", str(workers)]
+                    "--gallery", str(gallery), "--detector", detector, "--model", model, "--workers", str(workers),
+                    # the load is one client firing as fast as it can: the per-key and per-address limits are off
+                    "--rate-limit", "0"]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ServerProcess":
@@ -191,7 +193,7 @@ def enroll_people(url: str, key: str, people: dict[str, Path]) -> None:
             raise OccluFaceError(f"enrolling {name} from {photo} failed: {r.status_code} {r.text[:300]}")
 
 
-async def _fire(url: str, image: bytes, *, requests: int | None, seconds: float | None, concurrency: int,
+async def _fire(url: str, image: bytes, *, key: str, requests: int | None, seconds: float | None, concurrency: int,
                 pid: int, timeout: float) -> dict[str, Any]:
     """Send identify requests from ``concurrency`` workers until ``requests`` are sent or ``seconds`` pass."""
     import httpx
@@ -216,7 +218,7 @@ async def _fire(url: str, image: bytes, *, requests: int | None, seconds: float 
         return True
 
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits, headers={"X-API-Key": key}) as client:
 
         async def worker() -> None:
             while take():
@@ -263,14 +265,15 @@ def _measure(server: ServerProcess, data: bytes, *, requests: int | None, second
     """Fire the identify load at a running server (warmed up by one request) and measure it."""
     import httpx
 
-    warm = httpx.post(server.url + "/api/identify", files=[("file", ("probe.jpg", data, "image/jpeg"))], timeout=timeout)
+    warm = httpx.post(server.url + "/api/identify", files=[("file", ("probe.jpg", data, "image/jpeg"))], timeout=timeout,
+                      headers={"X-API-Key": server.key})
     if warm.status_code != 200:
         raise OccluFaceError(f"warm-up identify failed: {warm.status_code} {warm.text[:300]}")
     # every server process and model thread loads its networks on its first requests: warm them all up
-    asyncio.run(_fire(server.url, data, requests=8 * server.workers, seconds=None, concurrency=4 * server.workers,
+    asyncio.run(_fire(server.url, data, key=server.key, requests=8 * server.workers, seconds=None, concurrency=4 * server.workers,
                       pid=server.pid, timeout=timeout))
     rss_start = rss_mib(server.pid)
-    raw = asyncio.run(_fire(server.url, data, requests=requests, seconds=seconds, concurrency=concurrency,
+    raw = asyncio.run(_fire(server.url, data, key=server.key, requests=requests, seconds=seconds, concurrency=concurrency,
                             pid=server.pid, timeout=timeout))
     rss_end = rss_mib(server.pid)
     try:
@@ -354,7 +357,8 @@ def cross_server_delay(gallery: str, root: Path, *, key: str, detector: str, mod
         probe = newcomer.read_bytes()
 
         def ask_b() -> str | None:
-            r = httpx.post(b.url + "/api/identify", files=[("file", (newcomer.name, probe, "image/jpeg"))], timeout=60)
+            r = httpx.post(b.url + "/api/identify", files=[("file", (newcomer.name, probe, "image/jpeg"))], timeout=60,
+                           headers={"X-API-Key": key})
             r.raise_for_status()
             faces = r.json()["faces"]
             return faces[0]["name"] if faces else None
@@ -415,7 +419,8 @@ def write_report(result: LoadResult, out: Path) -> dict[str, Any]:
         "# Load test: concurrent /api/identify against `occluface serve` (127.0.0.1)",
         "",
         f"{r.requests} requests, concurrency {r.concurrency}, detector `{r.detector}`, "
-        f"{r.faces_per_request} faces per probe photo, {r.seconds} s",
+        f"{r.faces_per_request} faces per probe photo, {r.seconds} s; one API key, the server's rate limits off "
+        "(`serve --rate-limit 0`)",
         "",
         "| throughput (req/s) | p50 (ms) | p99 (ms) | mean (ms) | max (ms) | errors |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -450,7 +455,8 @@ def write_matrix_report(result: dict[str, Any], out: Path, command: str = "") ->
         "# Load test: concurrent /api/identify against `occluface serve` (127.0.0.1, 2 cores)",
         "",
         f"Probe: {result['probe']}; {result['seconds']:g} s per run; model `{result['model']}`, detector "
-        f"`{result['detector']}`. RSS is summed over the server's processes.",
+        f"`{result['detector']}`; one API key, the server's rate limits off (`serve --rate-limit 0`). RSS is summed "
+        "over the server's processes.",
         "",
         "| gallery | processes | concurrency | req/s | p50 (ms) | p99 (ms) | errors | RSS start (MiB) | at 10 s | end | max |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

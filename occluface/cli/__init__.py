@@ -3,8 +3,9 @@
 The commands live in modules by who uses them; importing each registers its commands on the one ``app``:
 
 * :mod:`occluface.cli.operate` -- the operator's: enroll, identify, annotate, verify, rollcall, gallery list/remove,
-  serve, apikey, align, demo, mask-check, models;
-* :mod:`occluface.cli.admin` -- audit list / purge (the retention rule);
+  serve, align, demo, mask-check, models;
+* :mod:`occluface.cli.admin` -- audit list / purge (the retention rule); apikey create / list / revoke / expire;
+  gallery-key new / seal (templates encrypted at rest);
 * :mod:`occluface.cli.camera` -- watch (camera check-in), checkins, attendance;
 * :mod:`occluface.cli.research` -- evaluate, compare, synth, calibrate, calibrate-routed, export, synth-eval;
 * :mod:`occluface.cli.training` -- train, finetune, train-maskcls, calibrate-maskcls, train-masksynth;
@@ -26,6 +27,8 @@ from occluface.errors import OccluFaceError
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(operate.gallery_app, name="gallery")
 app.add_typer(admin.audit_app, name="audit")
+app.add_typer(admin.gallery_key_app, name="gallery-key")
+app.add_typer(admin.apikey_app, name="apikey")
 
 __all__ = ["app", "main"]
 

@@ -260,8 +260,16 @@ def serve_command(
     model_threads: int = typer.Option(0, "--model-threads", min=0, help="Threads running model work in each "
                                       "process (0 = one per core the process gets)."),
     preview_dir: Path = typer.Option(None, "--preview-dir", help="Where `occluface watch --preview-dir` keeps camera previews (shown on the Check-ins tab)."),
+    kiosk: bool = typer.Option(False, "--kiosk", help="Serve identify, verify, roll-call, mask check and check-ins "
+                               "without a key to clients on this machine (only with --host 127.0.0.1 or ::1)."),
+    rate_limit: float = typer.Option(20.0, "--rate-limit", min=0.0, help="Identify calls a second per key (bursts "
+                                     "of twice that; per client address twice as many); 0 turns rate limits off."),
+    keep_days: float = typer.Option(None, "--keep-days", min=0.0, envvar="OCCLUFACE_KEEP_DAYS",
+                                    help="Retention: purge audit lines and check-ins older than this many days, at "
+                                    "start-up and every hour (default: keep until `occluface audit purge`)."),
 ) -> None:
-    """REST API + web page (OpenAPI docs at /docs). Enrol/delete need an API key (X-API-Key header).
+    """REST API + web page (OpenAPI docs at /docs). Every call needs an API key (X-API-Key header) with the
+    route's scope: identify, enrol or admin (`occluface apikey create`).
 
     Several gates or hosts share one gallery with `--gallery postgresql://user@host/db` (or OCCLUFACE_GALLERY);
     a gallery file serves the processes of one machine."""
@@ -271,47 +279,28 @@ def serve_command(
     import uvicorn
 
     from occluface.api.app import SETTINGS_ENV, ApiSettings
+    from occluface.api.deps import LOOPBACK
     from occluface.api.keys import open_keys
 
+    if kiosk and host not in LOOPBACK:
+        fail(f"--kiosk serves callers without a key, so it listens on this machine only: --host 127.0.0.1, not {host}")
     keys = open_keys(gallery, keys_file, [os.environ.get("OCCLUFACE_API_KEY", "")])
     if not keys:
-        err_console.print("[yellow]no API keys configured: enrolment and deletion are disabled[/]")
+        err_console.print("[yellow]no API keys configured: every call except the page and /api/health is refused "
+                          f"{'(the kiosk serves identify calls from this machine)' if kiosk else ''}; "
+                          "create one with `occluface apikey create NAME --scope identify`[/]")
     settings = ApiSettings(gallery=gallery, model=model, detector=detector, workers=workers, model_threads=model_threads,
                            max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     os.environ[SETTINGS_ENV] = json.dumps({
         "gallery": None if gallery is None else str(gallery), "model": model, "detector": detector,
         "keys_file": None if keys_file is None else str(keys_file), "workers": workers,
         "model_threads": model_threads, "max_upload_bytes": settings.max_upload_bytes,
-        "preview_dir": None if preview_dir is None else str(preview_dir),
+        "preview_dir": None if preview_dir is None else str(preview_dir), "kiosk": kiosk, "rate_limit": rate_limit,
+        "keep_days": keep_days,
     })
     err_console.print(f"{workers} process(es) x {settings.resolved_model_threads()} model thread(s), "
                       f"{settings.op_threads()} thread(s) per model call")
     uvicorn.run("occluface.api.app:serve_app", factory=True, host=host, port=port, workers=workers, log_level="info")
-
-
-@app.command("apikey")
-def apikey_command(
-    name: str = typer.Argument(..., help="A label for the key (who or what uses it)."),
-    keys_file: Path = typer.Option(None, "--keys", help="Keys file to add the key's hash to.", envvar="OCCLUFACE_KEYS"),
-    gallery: str = typer.Option(None, "--gallery", "-g", envvar="OCCLUFACE_GALLERY",
-                                help="A postgresql:// gallery: store the key in its database instead of a file."),
-) -> None:
-    """Create an API key: prints it once; only its SHA-256 is stored (keys file, or the PostgreSQL gallery)."""
-    from occluface.api.keys import open_keys
-    from occluface.gallery.postgres import redact
-    from occluface.gallery.connect import is_database_url
-
-    in_db = is_database_url(gallery)
-    if not in_db and keys_file is None:
-        fail("give --keys FILE (or --gallery postgresql://... to keep the key in the gallery database)")
-    keys = open_keys(gallery if in_db else None, None if in_db else keys_file)
-    key = keys.add(name)
-    if in_db:
-        from occluface.cli.admin import cli_actor
-
-        keys.database.audit("key-created", actor=cli_actor(), names=[])
-    where = redact(gallery) if in_db else str(keys_file)
-    console.print(f"API key for {name} (shown once, stored hashed in {where}):\n{key}")
 
 
 # ----------------------------------------------------------------------------- faces, models, demo

@@ -2,6 +2,7 @@
 
 Code against ``GalleryStore`` (store.py) and ``search_gallery`` (search.py); ``open_gallery()`` (connect.py)
 gives the single-file SQLite store for a path, the PostgreSQL store (postgres.py) for a ``postgresql://`` URL.
+With a gallery key (sealing.py), templates are encrypted at rest.
 FAISS is imported only when a large gallery needs it.
 """
 
@@ -24,6 +25,7 @@ from occluface.gallery.store import (
     SubjectInfo,
     UnknownSubjectError,
     default_gallery_path,
+    seal_gallery,
     validate_embeddings,
 )
 from occluface.gallery.connect import open_gallery
@@ -44,6 +46,7 @@ __all__ = [
     "default_gallery_path",
     "make_index",
     "open_gallery",
+    "seal_gallery",
     "search_gallery",
     "search_gallery_batch",
     "validate_embeddings",

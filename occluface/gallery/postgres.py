@@ -10,7 +10,7 @@ PostgreSQL's dialect, versioned and migrated when a store opens, and API keys st
 * **Commit order**: writers take one advisory lock before logging their changes, so the change sequence
   grows in commit order and a reader that has seen change ``n`` has seen every change before it.
 * **Removal**: rows cascade, then ``VACUUM FULL`` rewrites the touched tables so the freed rows' bytes are not
-  left in the table files. PostgreSQL's write-ahead log still holds copies until the server recycles its
+  left in the table files (the same after sealing a gallery in place: the plain rows are freed rows). PostgreSQL's write-ahead log still holds copies until the server recycles its
   segments (minutes to hours, see ``max_wal_size``); a ``CHECKPOINT`` is requested to hasten that where the
   role may do so.
 """
@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from occluface.gallery.sealing import KeyArg, load_sealer
 from occluface.gallery.store import SCHEMA_VERSION, SEARCH_CACHE_ATTR, GalleryError, SQLGalleryStore
 
 #: pg_advisory_xact_lock keys: one for schema migrations, one that serialises the writers' change logging.
@@ -54,7 +55,9 @@ class PostgresGalleryStore(SQLGalleryStore):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 30.0):
+    def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 30.0, key: KeyArg = None,
+                 key_file: str | None = None):
+        sealer = load_sealer(key, key_file)  # a bad key is refused before connecting
         psycopg, psycopg_pool = _psycopg()
         self.url = url
         self.location = redact(url)
@@ -72,6 +75,7 @@ class PostgresGalleryStore(SQLGalleryStore):
             raise GalleryError(f"{self.location}: cannot connect to the PostgreSQL gallery ({exc})") from exc
         try:
             self._ensure_schema()
+            self._open_sealing(sealer)
         except BaseException:
             self.close()
             raise
@@ -151,10 +155,10 @@ class PostgresGalleryStore(SQLGalleryStore):
             self.scrub()
 
     def scrub(self) -> None:
-        """Rewrite the tables that lost rows (``VACUUM FULL``) so their files keep no freed bytes."""
+        """Rewrite the tables that lost or rewrote rows (``VACUUM FULL``) so their files keep no freed bytes."""
         with self._connection() as conn:
             try:
-                for table in ("thumbnails", "embeddings", "subjects", "changes"):
+                for table in ("thumbnails", "embeddings", "subjects", "changes", "checkins", "audit"):
                     conn.execute(f"VACUUM FULL {table}")
             except self._errors as exc:
                 raise GalleryError(

@@ -12,7 +12,10 @@ Privacy and integrity rules built in here, because a face gallery is biometric d
 * the file is created owner-only (0600) inside an owner-only folder (0700) when that folder is created here;
 * every write is one transaction: a bad embedding or a crash mid-enrolment leaves the gallery as it was;
 * removing a subject deletes every trace (rows cascade, ``secure_delete`` zeroes the freed bytes, the WAL is
-  checkpointed and truncated and the file is vacuumed), so the embedding bytes are gone from disk.
+  checkpointed and truncated and the file is vacuumed), so the embedding bytes are gone from disk;
+* optionally (a gallery key, :mod:`occluface.gallery.sealing`), templates are encrypted at rest: every vector,
+  enrolment thumbnail and check-in thumbnail is sealed with AES-GCM on its way in and opened on its way out,
+  in one place (``_pack_vector`` / ``_unpack_vector`` / ``_pack_image`` / ``_unpack_image``), for both backends.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,15 +43,18 @@ from occluface.errors import (  # noqa: F401  (the gallery's errors, importable 
     OccluFaceError,
     UnknownSubjectError,
 )
+from occluface.gallery.sealing import KEY_ENV, KEY_FILE_ENV, OVERHEAD, KeyArg, Sealer, load_sealer
 
 #: The attribute under which occluface.gallery.search keeps the indexes it built for a store (dropped on close).
 SEARCH_CACHE_ATTR = "search_cache"
 #: Bump when the schema changes; older galleries are migrated when opened, newer ones are refused.
 #: 1: subjects, embeddings, thumbnails. 2: + the change log (``changes``), API keys. 3: + camera check-ins.
-#: 4: + the audit trail.
-SCHEMA_VERSION = 4
+#: 4: + the audit trail. 5: + ``gallery_meta`` (the key check value of a sealed gallery); a vector's length check
+#: also admits a sealed vector.
+#: 6: + API key scopes, expiry and revocation.
+SCHEMA_VERSION = 6
 #: Longest subject name accepted (names end up in reports and UIs).
-MAX_NAME_LENGTH = 256
+MAX_NAME_LENGTH = 128
 #: Largest thumbnail accepted per embedding; thumbnails are small previews, not archives of photos.
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
 GALLERY_FILENAME = "gallery.sqlite3"
@@ -86,7 +92,9 @@ def default_gallery_path() -> Path:
 
 
 def validate_name(name: object) -> str:
-    """Normalise a subject name (NFC, stripped) and refuse empty, overlong or control-character names."""
+    """The one name rule of the CLI, the API and the web page (``static/app.js`` mirrors it): normalised (NFC,
+    stripped), not empty, at most :data:`MAX_NAME_LENGTH` characters, every character printable (no control,
+    format or line-separator characters; the plain space is allowed)."""
     if not isinstance(name, str):
         raise GalleryError(f"subject name must be a string, got {type(name).__name__}")
     clean = unicodedata.normalize("NFC", name).strip()
@@ -94,8 +102,9 @@ def validate_name(name: object) -> str:
         raise GalleryError("subject name is empty")
     if len(clean) > MAX_NAME_LENGTH:
         raise GalleryError(f"subject name is {len(clean)} characters long; at most {MAX_NAME_LENGTH} are allowed")
-    if any(unicodedata.category(ch).startswith("C") for ch in clean):
-        raise GalleryError(f"subject name {clean!r} contains control characters")
+    if not clean.isprintable():
+        raise GalleryError(f"subject name {clean!r} contains control characters or other unprintable characters "
+                           "(tabs, line breaks, direction marks, ...)")
     return clean
 
 
@@ -342,17 +351,186 @@ class SQLGalleryStore(GalleryStore):
             self._exec("DELETE FROM schema_version")
             self._exec("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
+    # ------------------------------------------------------------------ templates encrypted at rest
+    #: the gallery key this store seals and opens templates with (``None``: a plain gallery)
+    _sealer: Sealer | None = None
+
+    @property
+    def sealed(self) -> bool:
+        """Are this gallery's templates (vectors, enrolment and check-in thumbnails) encrypted at rest?"""
+        return self._sealer is not None
+
+    def _seal_mark(self) -> str | None:
+        """The stored key check value: present exactly when the gallery is sealed."""
+        row = self._one("SELECT value FROM gallery_meta WHERE key = 'sealed'")
+        return None if row is None else str(row[0])
+
+    def _holds_templates(self) -> bool:
+        return bool(self._one("SELECT 1 FROM embeddings LIMIT 1")
+                    or self._one("SELECT 1 FROM checkins WHERE thumbnail IS NOT NULL LIMIT 1"))
+
+    def _open_sealing(self, sealer: Sealer | None) -> None:
+        """Called once the schema is current: check the key against the gallery, both ways. A sealed gallery
+        needs its key; a key given for a gallery holding plain templates is refused (convert it with
+        :meth:`seal`); an empty gallery opened with a key becomes sealed."""
+        mark = self._seal_mark()
+        if mark is None and sealer is not None:
+            with self.transaction():
+                self._serialise_writers()
+                mark = self._seal_mark()
+                if mark is None:
+                    if self._holds_templates():
+                        raise GalleryError(
+                            f"{self.location}: a gallery key was given ({sealer.source}), but this gallery holds face "
+                            "templates that are not encrypted; seal them in place first (`occluface gallery-key seal`, "
+                            "or seal_gallery(store, key) on a store opened without a key), or open it without a key"
+                        )
+                    self._exec("INSERT INTO gallery_meta (key, value) VALUES ('sealed', ?)", (sealer.check_value(),))
+                    self._sealer = sealer
+                    return
+        if mark is not None:
+            if sealer is None:
+                raise GalleryError(
+                    f"{self.location}: the gallery is sealed (its face templates are encrypted at rest) and no gallery "
+                    f"key was given; set ${KEY_FILE_ENV} to its key file (or ${KEY_ENV} to the key)"
+                )
+            sealer.verify(mark, where=self.location)
+        self._sealer = sealer
+
+    def _refuse_plain_write_if_sealed(self) -> None:
+        """Inside a write of a store opened without a key: refuse if another process has sealed the gallery
+        since (the writer lock first, so a conversion running now has either committed or not begun)."""
+        self._serialise_writers()
+        if self._seal_mark() is not None:
+            raise GalleryError(f"{self.location}: the gallery was sealed after this process opened it; reopen it "
+                               f"with its key (${KEY_FILE_ENV}) before writing face data")
+
+    @staticmethod
+    def _vector_aad(subject_id: int, model_id: str, model_version: str, dim: int) -> bytes:
+        return json.dumps(["vector", int(subject_id), model_id, model_version, int(dim)], separators=(",", ":")).encode()
+
+    def _pack_vector(self, vec: np.ndarray, subject_id: int, model_id: str, model_version: str) -> bytes:
+        """How one embedding is stored: float32 little-endian bytes, sealed when the gallery is."""
+        plain = np.ascontiguousarray(vec, dtype="<f4").tobytes()
+        dim = int(np.size(vec))
+        if vec.ndim != 1 or len(plain) != 4 * dim:
+            raise EmbeddingError(f"{self.location}: an embedding to store must be one float32 vector, got shape {vec.shape}")
+        if self._sealer is None:
+            return plain
+        return self._sealer.seal(plain, self._vector_aad(subject_id, model_id, model_version, dim))
+
+    def _unpack_vector(self, blob: bytes, dim: int, subject_id: int, model_id: str, model_version: str,
+                       embedding_id: int) -> bytes:
+        """The float32 bytes of one stored embedding (opened when sealed), their length checked."""
+        blob = bytes(blob)
+        dim = int(dim)
+        if self._sealer is not None:
+            blob = self._sealer.open(blob, self._vector_aad(subject_id, model_id, model_version, dim),
+                                     what=f"embedding {embedding_id}", where=self.location)
+        elif len(blob) == 4 * dim + OVERHEAD:
+            raise GalleryError(f"{self.location}: embedding {embedding_id} is sealed, but the gallery was opened "
+                               f"without its key; reopen it with its key (${KEY_FILE_ENV})")
+        if len(blob) != 4 * dim:
+            raise GalleryError(f"{self.location}: embedding {embedding_id} is {len(blob)} bytes for dimension {dim}; "
+                               "the store is inconsistent")
+        return blob
+
+    @staticmethod
+    def _image_aad(kind: str, row_id: int) -> bytes:
+        return f"{kind}:{int(row_id)}".encode()
+
+    def _pack_image(self, image: bytes, kind: str, row_id: int) -> bytes:
+        """How a face image (``kind``: ``thumbnail`` of embedding ``row_id``, ``checkin`` thumbnail) is stored."""
+        if self._sealer is None:
+            return bytes(image)
+        return self._sealer.seal(bytes(image), self._image_aad(kind, row_id))
+
+    def _unpack_image(self, blob: bytes, kind: str, row_id: int) -> bytes:
+        if self._sealer is None:
+            return bytes(blob)
+        return self._sealer.open(blob, self._image_aad(kind, row_id), what=f"the {kind} image of row {row_id}",
+                                 where=self.location)
+
+    def seal(self, key: KeyArg = None, *, key_file: str | Path | None = None) -> dict[str, int]:
+        """Convert this plain gallery in place: seal every vector and thumbnail under the key (``key`` /
+        ``key_file``, else the environment's) in one transaction, mark the gallery sealed, then scrub the freed
+        plain copies from the files (as a removal does). Run it while no other process uses the gallery.
+        Returns how many vectors, thumbnails and check-in thumbnails were sealed."""
+        sealer = load_sealer(key, key_file)
+        if sealer is None:
+            raise GalleryError(f"{self.location}: sealing needs a gallery key (key=, key_file= or ${KEY_FILE_ENV})")
+        if self._sealer is not None:
+            raise GalleryError(f"{self.location}: the gallery is sealed already")
+        if not self.cacheable:
+            raise GalleryError(f"{self.location}: seal the gallery outside any transaction")
+        counts = {"embeddings": 0, "thumbnails": 0, "checkin_thumbnails": 0}
+        try:
+            with self.transaction():
+                self._serialise_writers()
+                if self._seal_mark() is not None:
+                    raise GalleryError(f"{self.location}: the gallery is sealed already (by another process)")
+                for table, key_col, column, extra, count in (
+                    ("embeddings", "id", "vector", ", dim, subject_id, model_id, model_version", "embeddings"),
+                    ("thumbnails", "embedding_id", "image", "", "thumbnails"),
+                    ("checkins", "id", "thumbnail", "", "checkin_thumbnails"),
+                ):
+                    last = -1
+                    while True:  # in batches, by key: a million embeddings need not fit in memory at once
+                        rows = self._rows(f"SELECT {key_col}, {column}{extra} FROM {table} WHERE {column} IS NOT NULL "
+                                          f"AND {key_col} > ? ORDER BY {key_col} LIMIT 1000", (last,))
+                        if not rows:
+                            break
+                        for row in rows:
+                            if table == "embeddings":
+                                eid, blob, dim, sid, mid, mver = row
+                                plain = self._unpack_vector(blob, dim, sid, mid, mver, eid)  # length-checked
+                                sealed = sealer.seal(plain, self._vector_aad(sid, mid, mver, dim))
+                            else:
+                                kind = "thumbnail" if table == "thumbnails" else "checkin"
+                                sealed = sealer.seal(bytes(row[1]), self._image_aad(kind, row[0]))
+                            self._exec(f"UPDATE {table} SET {column} = ? WHERE {key_col} = ?", (sealed, row[0]))
+                        counts[count] += len(rows)
+                        last = rows[-1][0]
+                self._exec("INSERT INTO gallery_meta (key, value) VALUES ('sealed', ?)", (sealer.check_value(),))
+                self._deleted()  # the plain bytes just overwritten: purge their old copies once committed
+        finally:
+            mark = self._seal_mark()
+            if mark is not None:  # committed (even if the scrub afterwards failed): use the key from now on
+                try:
+                    sealer.verify(mark, where=self.location)
+                    self._sealer = sealer
+                except GalleryError:
+                    pass
+        return counts
+
     # ------------------------------------------------------------------ API keys (server galleries use them)
     def api_keys(self) -> dict[str, str]:
         """API key names -> SHA-256 of the key (the keys themselves are never stored)."""
-        return {name: digest for name, digest in self._rows("SELECT name, sha256 FROM api_keys ORDER BY name")}
+        return {r["name"]: r["sha256"] for r in self.api_key_records()}
 
-    def add_api_key(self, name: str, sha256: str) -> None:
+    def api_key_records(self) -> list[dict[str, Any]]:
+        """Every stored key: name, sha256, scopes (comma-separated), created, expires, revoked (ISO or None)."""
+        rows = self._rows("SELECT name, sha256, scopes, created, expires, revoked FROM api_keys ORDER BY name")
+        return [dict(zip(("name", "sha256", "scopes", "created", "expires", "revoked"), r)) for r in rows]
+
+    def add_api_key(self, name: str, sha256: str, *, scopes: str = "identify,enrol,admin",
+                    expires: str | None = None) -> None:
         name = validate_name(name)
         with self.transaction():
             if self._one("SELECT 1 FROM api_keys WHERE name = ?", (name,)):
                 raise GalleryError(f"{self.location}: an API key called {name!r} exists already")
-            self._exec("INSERT INTO api_keys (name, sha256, created) VALUES (?, ?, ?)", (name, sha256, _utcnow()))
+            self._exec("INSERT INTO api_keys (name, sha256, created, scopes, expires) VALUES (?, ?, ?, ?, ?)",
+                       (name, sha256, _utcnow(), scopes, expires))
+
+    def update_api_key(self, name: str, **changes: str | None) -> None:
+        """Set ``revoked`` and/or ``expires`` (ISO times, ``expires=None``: never) of a stored key."""
+        bad = set(changes) - {"revoked", "expires"}
+        if bad:
+            raise GalleryError(f"cannot change {', '.join(sorted(bad))} of an API key")
+        with self.transaction():
+            for column, value in changes.items():
+                if not self._exec(f"UPDATE api_keys SET {column} = ? WHERE name = ?", (value, name)):
+                    raise GalleryError(f"{self.location}: no API key called {name!r}")
 
     def remove_api_key(self, name: str) -> bool:
         with self.transaction():
@@ -365,11 +543,26 @@ class SQLGalleryStore(GalleryStore):
         if not isinstance(camera, str) or not camera.strip():
             raise GalleryError("a check-in needs a camera name")
         with self.transaction():
-            return self._insert(
+            if thumbnail is not None and self._sealer is None:
+                self._refuse_plain_write_if_sealed()
+            sealed = thumbnail is not None and self._sealer is not None
+            checkin_id = self._insert(
                 "INSERT INTO checkins (time, camera, name, similarity, mask, frames, first_seen, thumbnail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (time, camera.strip(), name, float(similarity), mask, int(frames), first_seen, thumbnail),
+                (time, camera.strip(), name, float(similarity), mask, int(frames), first_seen,
+                 None if sealed or thumbnail is None else bytes(thumbnail)),
             )
+            if sealed:  # sealed under its row id, known only now (the plain image never reaches the database)
+                self._exec("UPDATE checkins SET thumbnail = ? WHERE id = ?",
+                           (self._pack_image(thumbnail, "checkin", checkin_id), checkin_id))
+            return checkin_id
+
+    def checkin_thumbnail(self, checkin_id: int) -> bytes | None:
+        """The face thumbnail stored with a check-in event (``None``: the event has none, or no such event)."""
+        row = self._one("SELECT thumbnail FROM checkins WHERE id = ?", (int(checkin_id),))
+        if row is None or row[0] is None:
+            return None
+        return self._unpack_image(row[0], "checkin", checkin_id)
 
     def checkins(self, *, since: str | None = None, until: str | None = None, camera: str | None = None,
                  name: str | None = None, after_id: int | None = None) -> list[dict[str, Any]]:
@@ -420,6 +613,14 @@ class SQLGalleryStore(GalleryStore):
             self._exec("UPDATE audit SET names = ? WHERE id = ?", (json.dumps(kept), row_id))
         self._insert("INSERT INTO audit (time, actor, client, action, route, status, names) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (_utcnow_ms(), None, None, "erased", None, None, json.dumps([erased_name(name)])))
+
+    def purge_older(self, keep_days: float) -> dict[str, Any]:
+        """The retention rule as a period: audit lines and check-ins older than ``keep_days`` days are deleted
+        (``{"before": cut, "audit": n, "checkins": n}``)."""
+        if not keep_days >= 0:
+            raise GalleryError(f"retention must be a number of days >= 0, got {keep_days!r}")
+        cut = (datetime.now(timezone.utc) - timedelta(days=keep_days)).isoformat(timespec="milliseconds")
+        return {"before": cut, **self.purge(cut)}
 
     def purge(self, before: str) -> dict[str, int]:
         """Delete audit lines and check-in events older than ``before`` (ISO-8601 UTC): the retention rule."""
@@ -557,6 +758,8 @@ class SQLGalleryStore(GalleryStore):
                          sources: list[str] | None, thumbnails: list[bytes] | None, meta_json: str | None) -> EnrollResult:
         """Subject + embeddings (+ thumbnails) + their change-log rows in one transaction."""
         with self.transaction():
+            if self._sealer is None:
+                self._refuse_plain_write_if_sealed()
             if self._other_version(model_id, model_version):
                 versions = [r[0] for r in self._rows("SELECT DISTINCT model_version FROM embeddings WHERE model_id = ?",
                                                      (model_id,))]
@@ -579,11 +782,13 @@ class SQLGalleryStore(GalleryStore):
                 eid = self._insert(
                     "INSERT INTO embeddings (subject_id, model_id, model_version, dim, vector, source, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sid, model_id, model_version, d, vec.astype("<f4").tobytes(), None if sources is None else sources[i], now),
+                    (sid, model_id, model_version, d, self._pack_vector(vec, sid, model_id, model_version),
+                     None if sources is None else sources[i], now),
                 )
                 ids.append(eid)
                 if thumbnails is not None:
-                    self._exec("INSERT INTO thumbnails (embedding_id, image) VALUES (?, ?)", (eid, bytes(thumbnails[i])))
+                    self._exec("INSERT INTO thumbnails (embedding_id, image) VALUES (?, ?)",
+                               (eid, self._pack_image(thumbnails[i], "thumbnail", eid)))
             self._log("add", model_id, model_version, ids)
             self._prune_changes()
         return EnrollResult(subject_id=sid, subject_created=created, embedding_ids=ids)
@@ -601,6 +806,9 @@ class SQLGalleryStore(GalleryStore):
                 self._deleted()
         return int(removed)
 
+    #: the columns every read of embeddings selects, in this order (what :meth:`_matrix` reads)
+    _VECTOR_COLUMNS = "s.name, e.dim, e.vector, e.id, e.subject_id, e.model_id, e.model_version"
+
     def _matrix(self, rows: list[tuple], model_id: str) -> np.ndarray:
         dims = {int(r[1]) for r in rows}
         if len(dims) != 1:
@@ -608,12 +816,13 @@ class SQLGalleryStore(GalleryStore):
                 f"{self.location}: model {model_id!r} has embeddings of several dimensions {sorted(dims)}; the store is inconsistent"
             )
         d = dims.pop()
-        return np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(len(rows), d).astype(np.float32)
+        data = b"".join(self._unpack_vector(r[2], d, r[4], r[5], r[6], r[3]) for r in rows)
+        return np.frombuffer(data, dtype="<f4").reshape(len(rows), d).astype(np.float32)
 
     def embedding_rows(self, model_id: str, *, model_version: str | None = None,
                        ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``(embedding ids, N x D matrix, subject names)`` of one model (only the given ``ids``, if any), by id."""
-        sql = ("SELECT s.name, e.dim, e.vector, e.id FROM embeddings e JOIN subjects s ON s.id = e.subject_id "
+        sql = (f"SELECT {self._VECTOR_COLUMNS} FROM embeddings e JOIN subjects s ON s.id = e.subject_id "
                "WHERE e.model_id = ?")
         args: tuple = (model_id,)
         if model_version is not None:
@@ -624,12 +833,12 @@ class SQLGalleryStore(GalleryStore):
             rows = self._rows(sql + " ORDER BY e.id", args)
         else:  # by primary key alone (a model_id term would steer the planner to scan that model's rows)
             wanted = [int(i) for i in ids]
-            by_id = ("SELECT s.name, e.dim, e.vector, e.id, e.model_id, e.model_version FROM embeddings e "
+            by_id = (f"SELECT {self._VECTOR_COLUMNS} FROM embeddings e "
                      "JOIN subjects s ON s.id = e.subject_id WHERE e.id IN ")
             for start in range(0, len(wanted), 500):  # bounded statement size
                 chunk = wanted[start : start + 500]
-                rows += [r[:4] for r in self._rows(by_id + f"({', '.join('?' * len(chunk))})", tuple(chunk))
-                         if r[4] == model_id and (model_version is None or r[5] == model_version)]
+                rows += [r for r in self._rows(by_id + f"({', '.join('?' * len(chunk))})", tuple(chunk))
+                         if r[5] == model_id and (model_version is None or r[6] == model_version)]
             rows.sort(key=lambda r: int(r[3]))
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), dtype=np.float32), []
@@ -670,12 +879,20 @@ class SQLGalleryStore(GalleryStore):
         sid = self._subject_id(name)
         if sid is None:
             raise UnknownSubjectError(name, self.location)
-        sql = "SELECT t.image FROM thumbnails t JOIN embeddings e ON e.id = t.embedding_id WHERE e.subject_id = ?"
+        sql = ("SELECT t.image, t.embedding_id FROM thumbnails t JOIN embeddings e ON e.id = t.embedding_id "
+               "WHERE e.subject_id = ?")
         args: tuple = (sid,)
         if model_id is not None:
             sql += " AND e.model_id = ?"
             args += (model_id,)
-        return [bytes(r[0]) for r in self._rows(sql + " ORDER BY e.id", args)]
+        return [self._unpack_image(r[0], "thumbnail", r[1]) for r in self._rows(sql + " ORDER BY e.id", args)]
+
+
+def seal_gallery(store: GalleryStore, key: KeyArg = None, *, key_file: str | Path | None = None) -> dict[str, int]:
+    """Convert a plain gallery, opened without a key, in place to a sealed one (see :meth:`SQLGalleryStore.seal`)."""
+    if not isinstance(store, SQLGalleryStore):
+        raise GalleryError(f"{type(store).__name__} cannot be sealed")
+    return store.seal(key, key_file=key_file)
 
 
 def _meta_json(meta: dict[str, Any] | None) -> str:
@@ -717,7 +934,13 @@ def _check_enrolment(name, embeddings, model_id, model_version, sources, thumbna
 #: The schema, version by version: what each migration adds to the one before, written once for both SQL
 #: dialects (``{pk}``: the row id, ``{serial}``: an id that is never reused, ``{ref}``: a column pointing at an id,
 #: ``{blob}``: bytes). A gallery is migrated to :data:`SCHEMA_VERSION` when it opens.
-SCHEMA_MIGRATIONS = {
+#:
+#: Where the dialects cannot say a change the same way, a migration is a dict ``{dialect: statements}`` (the
+#: dialect tokens still apply; a PostgreSQL ``DO $$ ... $$`` block counts as one statement). SQLite cannot alter
+#: a constraint in place, so such a change rebuilds the table (create the new one, copy the rows with their ids,
+#: drop the old, rename, re-create its indexes); the SQLite store runs every migration with foreign keys off, so
+#: that dropping the old table cascades nowhere, and checks them (``PRAGMA foreign_key_check``) before it commits.
+SCHEMA_MIGRATIONS: dict[int, str | dict[str, str]] = {
     1: """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subjects (
@@ -790,17 +1013,81 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time);
 """,
+    # templates encrypted at rest: the key check value of a sealed gallery (key 'sealed'), and a vector length check
+    # that also admits a sealed vector (28 bytes longer: sealing.OVERHEAD, the nonce and the tag)
+    5: {
+        "sqlite": """
+CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE embeddings_v5 (
+    id {pk},
+    subject_id {ref} NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    dim INTEGER NOT NULL CHECK (dim > 0),
+    vector {blob} NOT NULL CHECK (length(vector) IN (4 * dim, 4 * dim + 28)),
+    source TEXT,
+    created TEXT NOT NULL
+);
+INSERT INTO embeddings_v5 (id, subject_id, model_id, model_version, dim, vector, source, created)
+    SELECT id, subject_id, model_id, model_version, dim, vector, source, created FROM embeddings;
+DROP TABLE embeddings;
+ALTER TABLE embeddings_v5 RENAME TO embeddings;
+CREATE INDEX embeddings_by_model ON embeddings(model_id, subject_id);
+CREATE INDEX embeddings_by_subject ON embeddings(subject_id);
+CREATE INDEX embeddings_by_model_version ON embeddings(model_id, model_version);
+""",
+        # schema 1's length check, found in the catalog (PostgreSQL named it, the schema did not)
+        "postgresql": """
+CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+DO $$
+DECLARE c name;
+BEGIN
+    FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'embeddings'::regclass AND contype = 'c'
+             AND position('length(vector)' in pg_get_constraintdef(oid)) > 0 LOOP
+        EXECUTE 'ALTER TABLE embeddings DROP CONSTRAINT ' || quote_ident(c);
+    END LOOP;
+END $$;
+ALTER TABLE embeddings ADD CONSTRAINT embeddings_vector_length CHECK (length(vector) IN (4 * dim, 4 * dim + 28));
+""",
+    },
+    # API key scopes (keys made before scopes hold all three), expiry and revocation times; the table itself for
+    # SQLite galleries made while schema 2 created it on PostgreSQL only
+    6: """
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'identify,enrol,admin';
+ALTER TABLE api_keys ADD COLUMN expires TEXT;
+ALTER TABLE api_keys ADD COLUMN revoked TEXT;
+""",
 }
 DIALECTS = {
     "sqlite": {"pk": "INTEGER PRIMARY KEY", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "ref": "INTEGER", "blob": "BLOB"},
     "postgresql": {"pk": "BIGSERIAL PRIMARY KEY", "serial": "BIGSERIAL PRIMARY KEY", "ref": "BIGINT", "blob": "BYTEA"},
 }
-assert max(SCHEMA_MIGRATIONS) == SCHEMA_VERSION
+assert max(SCHEMA_MIGRATIONS) == SCHEMA_VERSION and OVERHEAD == 28
 
 
 def schema_statements(version: int, dialect: str) -> list[str]:
-    """The statements that migrate a gallery from ``version - 1`` to ``version`` in one dialect."""
-    return [st.strip() for st in SCHEMA_MIGRATIONS[version].format(**DIALECTS[dialect]).split(";") if st.strip()]
+    """The statements that migrate a gallery from ``version - 1`` to ``version`` in one dialect (split at each
+    ``;`` outside a ``$$``-quoted PostgreSQL block)."""
+    migration = SCHEMA_MIGRATIONS[version]
+    if isinstance(migration, dict):
+        migration = migration[dialect]
+    statements, current = [], ""
+    for i, part in enumerate(migration.format(**DIALECTS[dialect]).split("$$")):
+        if i % 2:  # inside $$ ... $$: kept whole
+            current += "$$" + part + "$$"
+            continue
+        first, *rest = part.split(";")
+        current += first
+        for piece in rest:
+            statements.append(current)
+            current = piece
+    statements.append(current)
+    return [st.strip() for st in statements if st.strip()]
 
 
 def _make_private_dir(folder: Path, *, tighten_existing: bool) -> None:
@@ -827,7 +1114,9 @@ class SQLiteGalleryStore(SQLGalleryStore):
     may open the same file (SQLite locking; their writes reach each other's search indexes through the change log).
     """
 
-    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0):
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0, key: KeyArg = None,
+                 key_file: str | Path | None = None):
+        sealer = load_sealer(key, key_file)  # a bad key is refused before any file is made
         default = path is None
         self.path = Path(default_gallery_path() if default else path).expanduser()
         self.location = str(self.path)
@@ -857,6 +1146,7 @@ class SQLiteGalleryStore(SQLGalleryStore):
                 raise GalleryError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local disk")
             self._conn.execute("PRAGMA synchronous = FULL")
             self._ensure_schema()
+            self._open_sealing(sealer)
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             raise GalleryError(f"{self.path}: not a usable occluface gallery ({exc})") from exc
@@ -906,9 +1196,19 @@ class SQLiteGalleryStore(SQLGalleryStore):
                 )
             if version == SCHEMA_VERSION:
                 return
-        with self.transaction():  # BEGIN IMMEDIATE: a second process creating or migrating the file waits, then skips
-            row = db.execute("SELECT version FROM schema_version").fetchone() if version is not None else None
-            self._migrate(row[0] if row else 0)
+        # foreign keys off while migrating (a per-connection setting, fixed outside a transaction): a migration may
+        # rebuild a table, and dropping the old one would otherwise cascade into the tables pointing at it
+        db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self.transaction():  # BEGIN IMMEDIATE: a second process creating or migrating the file waits, then skips
+                row = db.execute("SELECT version FROM schema_version").fetchone() if version is not None else None
+                self._migrate(row[0] if row else 0)
+                broken = db.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise GalleryError(f"{self.path}: migrating the gallery broke {len(broken)} references "
+                                       f"(first: {broken[0]}); nothing was changed")
+        finally:
+            db.execute("PRAGMA foreign_keys = ON")
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteGalleryStore]:
@@ -1011,5 +1311,6 @@ __all__ = [
     "default_gallery_path",
     "validate_embeddings",
     "schema_statements",
+    "seal_gallery",
     "validate_name",
 ]

@@ -144,7 +144,8 @@ class Recognizer:
 
     # --------------------------------------------------------------- enrolment
     def enroll(self, name: str, sources: Sequence[ImageSource], *, thumbnails: bool = True,
-               names: Sequence[str] | None = None, force: bool = False) -> dict[str, Any]:
+               names: Sequence[str] | None = None, force: bool = False,
+               meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Enrol ``name`` from one face per image: every image is checked before anything is stored.
 
         A bad or faceless image raises an error naming it (``names``: labels of decoded arrays, e.g. upload
@@ -174,6 +175,7 @@ class Recognizer:
             model_version=self.model_version,
             sources=labels,
             thumbnails=thumbs if thumbnails else None,
+            meta=meta,
         )
         return {"name": name, "images": len(embeddings), "created": result.subject_created}
 

@@ -1,22 +1,22 @@
 """Check-in events of the cameras (``occluface watch``): who came past which camera when. They name people,
-so reading them needs an API key."""
+so reading them needs a key with the ``identify`` scope."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
-from occluface.api.deps import ServiceDep, SettingsDep, require_key
+from occluface.api.deps import IDENTIFY, ServiceDep, SettingsDep
 from occluface.api.settings import preview_file
 from occluface.api.schemas import CheckIn, CheckInsResponse, error_responses
 
 router = APIRouter(prefix="/api", tags=["checkins"])
 
 
-@router.get("/checkins", dependencies=[Depends(require_key)], response_model=CheckInsResponse,
+@router.get("/checkins", dependencies=[IDENTIFY], response_model=CheckInsResponse,
             responses=error_responses(401, 403, 422))
 def checkins(service: ServiceDep, since: str | None = None, until: str | None = None,
              camera: str | None = None) -> CheckInsResponse:
@@ -25,7 +25,7 @@ def checkins(service: ServiceDep, since: str | None = None, until: str | None = 
     return CheckInsResponse(checkins=[CheckIn.model_validate(r) for r in rows])
 
 
-@router.get("/checkins/stream", dependencies=[Depends(require_key)], response_class=StreamingResponse,
+@router.get("/checkins/stream", dependencies=[IDENTIFY], response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events, one per check-in"},
                        **error_responses(401, 403, 422)})
 async def checkins_stream(request: Request, service: ServiceDep, after_id: int = 0, camera: str | None = None,
@@ -63,7 +63,7 @@ def _preview_bytes(settings, camera: str) -> bytes:
                                  f"--preview-dir {settings.preview_dir}` running?)") from None
 
 
-@router.get("/cameras/{camera}/preview.jpg", dependencies=[Depends(require_key)], response_class=Response,
+@router.get("/cameras/{camera}/preview.jpg", dependencies=[IDENTIFY], response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "The camera's latest annotated frame"},
                        **error_responses(401, 403, 404, 422)})
 def camera_preview(camera: str, settings: SettingsDep) -> Response:
@@ -71,7 +71,7 @@ def camera_preview(camera: str, settings: SettingsDep) -> Response:
     return Response(_preview_bytes(settings, camera), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/cameras/{camera}/preview.mjpg", dependencies=[Depends(require_key)], response_class=StreamingResponse,
+@router.get("/cameras/{camera}/preview.mjpg", dependencies=[IDENTIFY], response_class=StreamingResponse,
             responses={200: {"content": {"multipart/x-mixed-replace": {}}, "description": "MJPEG of the annotated frames"},
                        **error_responses(401, 403, 404, 422)})
 async def camera_preview_stream(camera: str, request: Request, settings: SettingsDep) -> StreamingResponse:

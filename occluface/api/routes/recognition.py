@@ -1,4 +1,5 @@
-"""Identify, verify, roll-call and mask check: open to every client (they return nothing stored).
+"""Identify, verify, roll-call and mask check: the ``identify`` scope (they return names, never stored images or
+vectors); rate-limited per key and per client address.
 
 Decoding and the models run on the service's model threads (``Service.run``, no lock around them), so the
 event loop keeps answering other requests and every core works.
@@ -11,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from occluface.api.deps import ServiceDep, SettingsDep, decode, read_upload
+from occluface.api.deps import IDENTIFY, ServiceDep, SettingsDep, decode, read_upload
 from occluface.api.schemas import (
     IdentifyResponse,
     ImageInfo,
@@ -21,7 +22,8 @@ from occluface.api.schemas import (
     error_responses,
 )
 
-router = APIRouter(prefix="/api", tags=["recognition"], responses=error_responses(400, 413, 422))
+router = APIRouter(prefix="/api", tags=["recognition"], dependencies=[IDENTIFY],
+                   responses=error_responses(400, 401, 403, 413, 422, 429))
 
 
 @router.post("/identify", response_model=IdentifyResponse)

@@ -17,11 +17,59 @@ function setStatus(id, text, isError) {
   el.className = "status" + (isError ? " error" : "");
 }
 
+// ---------------------------------------------------------------- the API key
+// One key for the whole page, kept in this tab's sessionStorage only (gone when the tab closes, never in a URL
+// or a cookie) and sent in the X-API-Key header of every call.
+const KEY_SLOT = "occluface-api-key";
+
+function apiKey() { return sessionStorage.getItem(KEY_SLOT) || ""; }
+
+function showKeyState() {
+  $("key-state").textContent = apiKey() ? "key in use (this tab)" : "no key";
+}
+
+$("key-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem(KEY_SLOT, key); else sessionStorage.removeItem(KEY_SLOT);
+  $("api-key").value = "";
+  showKeyState();
+});
+$("key-forget").addEventListener("click", () => { sessionStorage.removeItem(KEY_SLOT); $("api-key").value = ""; showKeyState(); });
+showKeyState();
+
+function withKey(options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = Object.assign({}, opts.headers || {});
+  const key = apiKey();
+  if (key) opts.headers["X-API-Key"] = key;
+  return opts;
+}
+
+// The name rule of the server (gallery.store.validate_name): NFC, trimmed, not empty, at most 128 characters,
+// every character printable (no control, format, private-use, unassigned or separator characters but the space).
+const MAX_NAME_LENGTH = 128;
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
+
+function checkName(raw) {
+  const name = raw.normalize("NFC").trim();
+  if (!name) return { error: "subject name is empty" };
+  const length = [...name].length;
+  if (length > MAX_NAME_LENGTH) return { error: `subject name is ${length} characters long; at most ${MAX_NAME_LENGTH} are allowed` };
+  if (UNPRINTABLE.test(name)) return { error: "subject name contains control characters or other unprintable characters (tabs, line breaks, direction marks, ...)" };
+  return { name };
+}
+
 async function callApi(url, options) {
-  const resp = await fetch(url, options);
+  const resp = await fetch(url, withKey(options));
   let body = null;
   try { body = await resp.json(); } catch (e) { body = { error: resp.statusText }; }
-  if (!resp.ok) throw new Error(body && body.error ? body.error : "request failed (" + resp.status + ")");
+  if (!resp.ok) {
+    let message = body && body.error ? body.error : "request failed (" + resp.status + ")";
+    if (resp.status === 401) message += ": enter an API key at the top of the page";
+    if (resp.status === 429) message += ` (try again in ${resp.headers.get("Retry-After") || "a few"} s)`;
+    throw new Error(message);
+  }
   return body;
 }
 
@@ -101,12 +149,14 @@ async function loadSubjects() {
 
 $("enroll-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
+  const checked = checkName($("enroll-name").value);
+  if (checked.error) { setStatus("enroll-status", checked.error, true); return; }
   const form = new FormData();
-  form.append("name", $("enroll-name").value.trim());
+  form.append("name", checked.name);
   for (const f of $("enroll-files").files) form.append("files", f);
   setStatus("enroll-status", "Enrolling…");
   try {
-    const res = await callApi("/api/subjects", { method: "POST", body: form, headers: { "X-API-Key": $("enroll-key").value } });
+    const res = await callApi("/api/subjects", { method: "POST", body: form });
     setStatus("enroll-status", `Enrolled ${res.name} from ${res.images} photo(s).`);
     loadSubjects();
   } catch (e) { setStatus("enroll-status", e.message, true); }
@@ -167,7 +217,7 @@ async function refreshPreview() {
   // the camera's latest annotated frame, fetched with the key in a header (an <img src> could not send it)
   const img = $("checkins-preview"), camera = encodeURIComponent($("checkins-camera").value.trim() || "camera-1");
   try {
-    const resp = await fetch(`/api/cameras/${camera}/preview.jpg`, { headers: { "X-API-Key": $("checkins-key").value } });
+    const resp = await fetch(`/api/cameras/${camera}/preview.jpg`, withKey());
     if (!resp.ok) { img.style.display = "none"; return; }
     const old = img.src;
     img.src = URL.createObjectURL(await resp.blob());
@@ -195,8 +245,7 @@ async function followCheckins() {
   setStatus("checkins-status", "connecting...");
   try {
     // fetch (not EventSource) so the key travels in a header, never in a URL
-    const resp = await fetch("/api/checkins/stream?after_id=0", {
-      headers: { "X-API-Key": $("checkins-key").value }, signal: checkinsAbort.signal });
+    const resp = await fetch("/api/checkins/stream?after_id=0", withKey({ signal: checkinsAbort.signal }));
     if (!resp.ok) {
       let body = {}; try { body = await resp.json(); } catch (e) { /* not JSON */ }
       throw new Error(body.error || "request failed (" + resp.status + ")");
