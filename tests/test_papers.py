@@ -198,3 +198,125 @@ def test_bad_data_path_is_a_clear_error(tmp_path):
                                       "--out", str(tmp_path / "r"), "--device", "cpu"])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "flat: no identity sub-folders" in text and "occluding" not in text
+
+
+# ----------------------------------------------------------------------------- decide scale (issue 22)
+
+
+def test_decide_preset_is_the_cpu_verdict_scale():
+    decide = {s.key: s for s in experiment_specs("decide")}
+    coal, mask = decide["coal"], decide["mask"]
+    assert coal.models == ("resnet18", "cbam_resnet18") and coal.max_identities == 38 and coal.epochs == 30
+    assert mask.models == ("iresnet18", "ressanet18") and mask.max_identities is None and mask.align == 112
+    assert mask.input_size // 16 >= 3  # the IResNet skeleton strides 16: a map of at least 3x3 is left
+    # the same settings given as overrides to the smoke preset name the same run folders (no rerun)
+    manual = experiment_specs("smoke", ["coal"], max_identities=38, input_size=64, epochs=30, eval_every=61)[0]
+    assert manual.key_settings() == coal.key_settings()
+    assert "align" not in coal.key_settings() and mask.key_settings()["align"] == 112
+
+
+def test_paired_stats_and_the_verdict_rule():
+    from occluface.bench.papers_seeds import paired_stats, verdict
+
+    def bits(n_right, n=100):
+        return "1" * n_right + "0" * (n - n_right)
+
+    # B right on every image A gets right, plus 6 more, at each of 3 seeds: reproduced
+    st = paired_stats([0.80, 0.81, 0.79], [0.86, 0.87, 0.85], [bits(80), bits(81), bits(79)],
+                      [bits(86), bits(87), bits(85)])
+    assert st["mean_diff"] == pytest.approx(6.0) and st["sd_diff"] == pytest.approx(0.0, abs=1e-9)
+    assert st["b_only"] == 18 and st["a_only"] == 0 and st["paired_images"] == 300 and st["p_mcnemar"] < 1e-4
+    assert verdict(st, 5.0, chance=0.02, occluded_means=(80, 86))["verdict"] == "reproduced"
+    # the same, the other way round: the baseline is ahead
+    st = paired_stats([0.86, 0.87, 0.85], [0.80, 0.81, 0.79], [bits(86), bits(87), bits(85)],
+                      [bits(80), bits(81), bits(79)])
+    ruling = verdict(st, 5.0, chance=0.02, occluded_means=(86, 80))
+    assert ruling["verdict"] == "not reproduced" and "baseline is ahead" in ruling["why"]
+    # noisy seeds around zero: the interval holds 0 and the paper's +5
+    st = paired_stats([0.80, 0.85, 0.78], [0.84, 0.80, 0.83], [bits(80), bits(85), bits(78)],
+                      [bits(84), bits(80), bits(83)])
+    assert st["ci95"][0] < 0 < 5 < st["ci95"][1]
+    assert verdict(st, 5.0, chance=0.02, occluded_means=(81, 82.3))["verdict"] == "not decidable here"
+    # small and unsure, but surely below the paper's +5: not reproduced
+    st = paired_stats([0.800, 0.800, 0.800], [0.801, 0.795, 0.806])
+    assert st["ci95"][1] < 5 and "p_mcnemar" not in st
+    ruling = verdict(st, 5.0, chance=0.02, occluded_means=(80, 80.1))
+    assert ruling["verdict"] == "not reproduced" and "below the paper" in ruling["why"]
+    # both at chance: never a verdict, whatever the tests say
+    assert verdict(paired_stats([0.02, 0.02, 0.03], [0.03, 0.03, 0.04]), 0.28, chance=0.02,
+                   occluded_means=(2.3, 3.3))["verdict"] == "not decidable here"
+    with pytest.raises(OccluFaceError, match="same >= 2 seeds"):
+        paired_stats([0.8], [0.9])
+
+
+@pytest.fixture(scope="module")
+def seeds_run(tmp_path_factory):
+    """Decide scale with two seeds, shrunk to the tiny models and two people (both experiments on Yale B)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    registry.list_models()
+    exec(compile(TINY_MODELS, "<papers_tiny>", "exec"), {})
+    root = tmp_path_factory.mktemp("papers-seeds")
+    try:
+        result = run_papers(YALEB, root / "work", scale="decide", seeds=[0, 1], mask_data=YALEB, device="cpu",
+                            progress=False, **TINY_SETTINGS)
+        paths = write_report(result, root / "report", command="occluface bench papers --scale decide")
+    finally:
+        torch.set_num_threads(before)
+    return root, result, paths
+
+
+def test_seeds_are_paired_tested_and_ruled(seeds_run):
+    root, result, paths = seeds_run
+    assert result["seeds"] == [0, 1]
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "Decide scale" in md and md.count("**Verdict: ") == 2 and "RULE.txt" in md
+    for exp in result["experiments"]:
+        assert [run["seed"] for run in exp["per_seed"]] == [0, 1]
+        assert [m["model"] for m in exp["models"]] == TINY
+        for part in ("occluded", "clean"):
+            st = exp["stats"][part]
+            accs = [[run["models"][i][part]["accuracy"] for run in exp["per_seed"]] for i in (0, 1)]
+            assert st["diff_points"] == pytest.approx([100 * (b - a) for a, b in zip(*accs)])
+            assert st["paired_images"] == sum(run["n_test"] for run in exp["per_seed"])
+            assert 0.0 <= st["p_mcnemar"] <= 1.0 and 0.0 <= st["p_t"] <= 1.0
+            assert exp["models"][0][part]["accuracy"] == pytest.approx(np.mean(accs[0]))
+        assert exp["verdict"]["verdict"] in {"reproduced", "not reproduced", "not decidable here"}
+        png = paths["markdown"].parent / f"{exp['key']}_curves.png"
+        assert png.is_file() and Image.open(png).size[0] > 300
+    # the per-seed runs differ (another split and initialisation), and a rerun reuses every one
+    coal = result["experiments"][0]
+    assert coal["per_seed"][0]["runs_dir"] != coal["per_seed"][1]["runs_dir"]
+
+
+def test_mask_margin_is_chosen_on_seed0_training_images_only(seeds_run):
+    from occluface.data.folder import scan_folder, split_samples
+
+    root, result, paths = seeds_run
+    mask = result["experiments"][1]
+    choice = mask["margin_choice"]
+    assert len(choice["candidates"]) == 3 and (choice["s"], choice["m"]) in {(16.0, 0.2), (32.0, 0.3), (64.0, 0.5)}
+    assert choice["model"] == TINY[0]  # the baseline: the choice cannot favour the proposed model
+    best = max(c["val_acc"] for c in choice["candidates"])
+    assert [c for c in choice["candidates"] if (c["s"], c["m"]) == (choice["s"], choice["m"])][0]["val_acc"] == best
+    # the pilot's images are links to seed 0's training images: none of seed 0's test images is among them
+    cache = Path(mask["per_seed"][0]["cache"]["dir"])
+    train, test = split_samples(scan_folder(cache), by="image", test_fraction=0.1, seed=0)
+    linked = {p.resolve() for p in (Path(choice["pilot_dir"]) / "data").rglob("*") if p.is_symlink()}
+    assert linked == {s.path.resolve() for s in train} and not linked & {s.path.resolve() for s in test}
+    # every seed's runs used the chosen head, and the report states the choice
+    assert all(run["settings"]["s"] == choice["s"] for run in mask["per_seed"])
+    assert "chosen on validation" in paths["markdown"].read_text(encoding="utf-8")
+    # aligned crops: occluded and clean copies share relative paths and the template size
+    clean = Path(mask["per_seed"][0]["cache"]["clean_dir"])
+    some = sorted(p.relative_to(cache) for p in cache.rglob("*.png"))[0]
+    assert Image.open(cache / some).size == Image.open(clean / some).size == (112, 112)
+
+
+def test_seeds_rerun_reuses_every_run(seeds_run):
+    root, result, _ = seeds_run
+    again = run_papers(YALEB, root / "work", scale="decide", experiments=["coal"], seeds=[0, 1], device="cpu",
+                       progress=False, **TINY_SETTINGS)
+    runs = [m for run in again["experiments"][0]["per_seed"] for m in run["models"]]
+    assert all(m["reused_finished_run"] for m in runs)
+    assert again["experiments"][0]["stats"] == result["experiments"][0]["stats"]

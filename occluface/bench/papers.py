@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 EXPERIMENTS = ("coal", "mask")
-SCALES = ("smoke", "real")
+SCALES = ("smoke", "decide", "real")
 
 #: What the papers report (closed-set accuracy on their own data), shown next to ours.
 PAPER_RESULTS: dict[str, dict[str, Any]] = {
@@ -77,19 +77,20 @@ class ExperimentSpec:
     iterations: int | None
     epochs: int | None
     batch_size: int
-    eval_every: int
+    eval_every: int | None  # None: once per epoch
     occluded_label: str  # table column for the occluded held-out images ("dust", "masked")
     clean_label: str  # table column for the same images unoccluded
     notes: list[str] = field(default_factory=list)
     s: float | None = None  # margin-head scale (ArcFace/CosFace); None = the head's default (64)
     m: float | None = None  # margin; None = the head's default (ArcFace 0.5)
+    align: int | None = None  # cache aligned size x size crops (5 points from the 68 landmarks); None = as found
 
     def key_settings(self) -> dict[str, Any]:
         """Everything that changes what is trained (the run folder name hashes it)."""
         d = asdict(self)
         for k in ("title", "occluded_label", "clean_label", "notes"):
             d.pop(k)
-        for k in ("s", "m"):  # absent when unset, so older run folders keep their names
+        for k in ("s", "m", "align"):  # absent when unset, so older run folders keep their names
             if d[k] is None:
                 d.pop(k)
         return d
@@ -103,14 +104,34 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mask": dict(models=("iresnet50", "ressanet50"), input_size=48, max_identities=10, iterations=150,
                      batch_size=32, eval_every=15, lr=0.05),
     },
+    # decide (issue 22): the largest CPU setting whose 2 x 3 runs per comparison finish in a few hours in the
+    # background on 2 cores: all 38 Yale B people at 64 px for 30 epochs (lr /10 at 15 and 22, where the held-out
+    # curve has flattened); all of lfw_dev, aligned to the ArcFace template and fed at 56 px (the IResNet
+    # skeleton strides 16: a 4x4 last map, the 7x7 of 112 px out of the CPU's reach), IResNet-18 against
+    # ResSaNet-18 (the -50s take ~4x longer per step), 16 epochs; three seeds each (see papers_seeds).
+    "decide": {
+        "coal": dict(models=("resnet18", "cbam_resnet18"), input_size=64, max_identities=38, iterations=None,
+                     epochs=30, batch_size=32, eval_every=61, lr=0.01),
+        "mask": dict(models=("iresnet18", "ressanet18"), input_size=56, max_identities=None, iterations=None,
+                     epochs=16, batch_size=32, eval_every=None, lr=0.05, align=112),
+    },
     # real: the papers' networks and settings, for the GPU machine.
     "real": {
         "coal": dict(models=("resnet50", "cbam_resnet50"), input_size=224, max_identities=None, iterations=1000,
                      batch_size=64, eval_every=50, lr=0.1),
         "mask": dict(models=("iresnet50", "ressanet50"), input_size=112, max_identities=None, iterations=3000,
-                     batch_size=128, eval_every=100, lr=0.05),
+                     batch_size=128, eval_every=100, lr=0.05, align=112),
     },
 }
+
+#: The data each experiment of a scale reads when no folder is given for it (smoke: both on ``--data``).
+DEFAULT_DATA: dict[str, dict[str, str]] = {
+    "decide": {"coal": "../shared/data/yaleb", "mask": "../shared/data/lfw_dev"},
+    "real": {"coal": "../shared/data/yaleb", "mask": "../shared/data/lfw_dev"},
+}
+
+#: Seeds a scale runs when none are given: one for a smoke run, three for a verdict.
+DEFAULT_SEEDS: dict[str, tuple[int, ...]] = {"smoke": (0,), "decide": (0, 1, 2), "real": (0,)}
 
 
 def experiment_specs(
@@ -174,7 +195,7 @@ def experiment_specs(
         if iterations is not None or epochs is not None:
             p["iterations"], p["epochs"] = iterations, epochs
         else:
-            p["epochs"] = None
+            p.setdefault("epochs", None)
         if key == "coal":
             occ = tuple(k.strip().lower() for k in (coal_occlusion or ("dust",)) if k.strip())
             bad_kinds = [k for k in occ if k not in KINDS or k == "mixed"]
@@ -183,6 +204,7 @@ def experiment_specs(
                     f"coal occlusion kinds must be chosen from {', '.join(k for k in KINDS if k != 'mixed')}, "
                     f"got {list(coal_occlusion or ())!r}"
                 )
+            p.pop("align", None)
             spec = ExperimentSpec(
                 key="coal",
                 title="Coal-mine paper (000): ResNet vs improved CBAM ResNet on dust-occluded faces",
@@ -197,14 +219,23 @@ def experiment_specs(
                 spec.notes.append("smoke lr 0.01 instead of the paper's 0.1, which did not train resnet18 from "
                                   "scratch on Yale B at small inputs (see the README's Yale B comparison)")
         else:
+            a, b = (_model_title(m) for m in p["models"])
             spec = ExperimentSpec(
                 key="mask",
-                title="Masked-face paper (004): IResNet-50 vs ResSaNet-50 on masked vs unmasked faces",
+                title=f"Masked-face paper (004): {a} vs {b} on masked vs unmasked faces",
                 occlusion=("mask",), loss="arcface", test_fraction=0.1,
                 occluded_label="masked", clean_label="unmasked", s=margin_scale, m=margin, **p,
             )
         specs.append(spec)
     return specs
+
+
+def _model_title(name: str) -> str:
+    """iresnet18 -> IResNet-18, ressanet50 -> ResSaNet-50 (other names unchanged)."""
+    for prefix, title in (("iresnet", "IResNet"), ("ressanet", "ResSaNet")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return f"{title}-{name[len(prefix):]}"
+    return name
 
 
 # ----------------------------------------------------------------------------- occlusion cache
@@ -233,9 +264,15 @@ def occlusion_cache(
     *,
     seed: int = 0,
     max_identities: int | None = None,
+    align: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Occluded copies of the first ``max_identities`` identities of ``src`` (sorted), same relative paths.
+
+    With ``align``, both the occluded and the clean image are warped to the ArcFace template at
+    ``align`` x ``align`` (5 points from the clean image's 68 landmarks); the clean crops go to a sibling folder
+    ``<cache>-clean`` (returned as ``clean_dir``), so training and scoring see the same face framing. An image
+    whose face is not found is centre-cropped to its middle half instead (counted as ``unaligned``).
 
     Every image gets each kind in ``kinds`` in turn, fitted to landmarks found once on the clean image and
     seeded by ``(seed, relative path)``, so a file's occlusion never depends on order or on resuming. An image
@@ -258,23 +295,30 @@ def occlusion_cache(
     samples = [s for s in samples if s.label in keep]
     key = {"source": str(src.resolve()), "kinds": list(kinds), "seed": int(seed), "identities": identities,
            "n_images": len(samples), "version": 1}
+    if align is not None:
+        key["align"] = int(align)  # absent when unset, so older caches keep their names
     dst = Path(cache_root) / f"{'+'.join(kinds)}-{_digest(key)}"
+    clean_dst = dst.with_name(dst.name + "-clean") if align is not None else None
+    extra = {"clean_dir": str(clean_dst)} if clean_dst is not None else {}
     manifest = dst / "cache.json"
     if manifest.is_file():
         try:
             done = json.loads(manifest.read_text(encoding="utf-8"))
             if done.get("key") == key:
-                return {**done["counts"], "dir": str(dst), "reused": True}
+                return {**done["counts"], "dir": str(dst), **extra, "reused": True}
         except (json.JSONDecodeError, AttributeError, KeyError):
             pass  # a damaged manifest: rebuild it (finished files are still skipped)
     dst.mkdir(parents=True, exist_ok=True)
     counts = {"occluded": 0, "unchanged": 0, "already_cached": 0, "total": len(samples)}
+    if align is not None:
+        counts["unaligned"] = 0
     with progress_bar(progress, transient=True) as bar:
         task = bar.add_task(f"occluding ({'+'.join(kinds)})", total=len(samples))
         for s in samples:
             rel = s.path.relative_to(src)
             target = dst / rel
-            if target.is_file():
+            clean_target = clean_dst / rel if clean_dst is not None else None
+            if target.is_file() and (clean_target is None or clean_target.is_file()):
                 counts["already_cached"] += 1
                 bar.advance(task)
                 continue
@@ -293,10 +337,29 @@ def occlusion_cache(
                 except NoFaceError:
                     continue  # face-anchored kinds need a face; the others still apply
             counts["occluded" if changed else "unchanged"] += 1
+            if clean_target is not None:
+                out, clean = _aligned(out, landmarks, align), _aligned(image, landmarks, align)
+                counts["unaligned"] += landmarks is None
+                clean_target.parent.mkdir(parents=True, exist_ok=True)
+                _save_image(clean, clean_target)
             _save_image(out, target)
             bar.advance(task)
     write_json(manifest, {"key": key, "counts": counts})
-    return {**counts, "dir": str(dst), "reused": False}
+    return {**counts, "dir": str(dst), **extra, "reused": False}
+
+
+def _aligned(image: np.ndarray, landmarks: np.ndarray | None, size: int) -> np.ndarray:
+    """The ArcFace-template crop from 68 landmarks, or the middle half of the image when there are none."""
+    import cv2
+
+    from occluface.faces.align import align_face
+    from occluface.faces.landmarks import five_points
+
+    if landmarks is not None:
+        return align_face(image, five_points(landmarks), size)
+    h, w = image.shape[:2]
+    middle = image[h // 4: h - h // 4, w // 4: w - w // 4]
+    return cv2.resize(np.ascontiguousarray(middle), (size, size), interpolation=cv2.INTER_AREA)
 
 
 # ----------------------------------------------------------------------------- training and evaluation
@@ -347,7 +410,8 @@ def _score(checkpoint: Path, folders: dict[str, Path], device: Any) -> dict[str,
         labels = np.asarray([s.label for s in samples])
         emb, logits = embed_samples(loaded, samples, batch_size=64, progress=False, device=device)
         y = np.asarray([index[lab] for lab in labels])
-        accuracy = float((logits[:, : len(index)].argmax(axis=1) == y).mean())
+        correct = logits[:, : len(index)].argmax(axis=1) == y
+        accuracy = float(correct.mean())
         auc = None
         i, j, same = make_pairs(labels, max_negative_per_positive=1, seed=seed)
         if same.any() and (~same).any():
@@ -356,7 +420,10 @@ def _score(checkpoint: Path, folders: dict[str, Path], device: Any) -> dict[str,
             rank1 = rank1_identification(emb, labels, gallery_per_identity=1, seed=seed)["rank1"]
         except MetricsError:
             rank1 = None
-        scores[name] = {"accuracy": accuracy, "auc": auc, "rank1": rank1, "n_images": len(samples)}
+        scores[name] = {"accuracy": accuracy, "auc": auc, "rank1": rank1, "n_images": len(samples),
+                        # per test image, in a fixed order (the digest names it): paired tests between models
+                        "correct": "".join("1" if c else "0" for c in correct),
+                        "images_digest": _digest([f"{s.label}/{Path(s.path).name}" for s in samples])}
     return scores
 
 
@@ -374,6 +441,7 @@ def _train_and_score(
     device: Any,
     num_workers: int,
     progress: bool,
+    eval_every: int,
 ) -> dict[str, Any]:
     from occluface.bench.report import run_summary
     from occluface.models.checkpoint import build_backbone
@@ -386,7 +454,7 @@ def _train_and_score(
         momentum=0.9, weight_decay=5e-4, schedule="step", milestones=milestones, gamma=0.1, loss=spec.loss,
         s=spec.s, m=spec.m,
         input_size=spec.input_size, split_by="image", test_fraction=spec.test_fraction, seed=seed, augment=True,
-        num_workers=num_workers, eval_every=spec.eval_every, log_every=max(1, min(10, spec.eval_every)),
+        num_workers=num_workers, eval_every=eval_every, log_every=max(1, min(10, eval_every)),
         max_steps=iterations, extra={"bench": "papers", "experiment": spec.key},
     ).validate()
     summary_path = run_dir / "summary.json"
@@ -439,12 +507,14 @@ def _resolve_device(device: str | None) -> Any:
 
 
 def run_papers(
-    data: str | Path = "../shared/data/yaleb",
+    data: str | Path | None = None,
     work_dir: str | Path = "runs/papers",
     *,
     scale: str = "smoke",
     experiments: Sequence[str] = EXPERIMENTS,
-    seed: int = 0,
+    seed: int | None = None,
+    seeds: Sequence[int] | None = None,
+    mask_data: str | Path | None = None,
     device: str | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -456,72 +526,222 @@ def run_papers(
     ``overrides`` are :func:`experiment_specs`' keyword settings (iterations, epochs, input_size,
     max_identities, batch_size, eval_every, lr, coal_models, mask_models, coal_occlusion). Caches and training
     runs go under ``work_dir``; rerunning the same command resumes them instead of starting over.
+
+    ``data`` is the coal-mine experiment's folder (and the mask one's at smoke scale); ``mask_data`` the mask
+    experiment's (decide and real scales default to ``../shared/data/lfw_dev``). With one seed each experiment
+    holds ``models`` as before; with several (``seeds``, the decide scale's default 0, 1, 2) each holds
+    ``per_seed`` (one such experiment per seed) and the paired statistics of :mod:`occluface.bench.papers_seeds`.
     """
     import torch
 
     say = log or (lambda _msg: None)
-    data = Path(data)
-    if not data.exists():
-        raise DatasetError(f"{data}: dataset folder does not exist (pass --data, e.g. ../shared/data/yaleb)")
-    if not data.is_dir():
-        raise DatasetError(f"{data}: dataset path is a file, expected a folder with one sub-folder per identity")
+    if seed is not None and seeds is not None:
+        raise OccluFaceError("give either seed or seeds, not both")
+    seed_list = [int(seed)] if seed is not None else list(seeds if seeds is not None else DEFAULT_SEEDS[scale]
+                                                           if scale in DEFAULT_SEEDS else (0,))
+    if not seed_list or any(isinstance(s, bool) or s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
+        raise OccluFaceError(f"seeds must be distinct non-negative integers, got {seed_list!r}")
     if num_workers < 0:
         raise OccluFaceError(f"num_workers must be >= 0, got {num_workers}")
     specs = experiment_specs(scale, experiments, **overrides)
-    dev = _resolve_device(device)
-    from occluface.data.folder import classes_of, scan_folder, split_samples
+    defaults = DEFAULT_DATA.get(scale, {})
+    folders = {
+        "coal": Path(data) if data is not None else Path(defaults.get("coal", "../shared/data/yaleb")),
+        "mask": Path(mask_data) if mask_data is not None else Path(data) if data is not None and not defaults
+        else Path(defaults.get("mask", "../shared/data/yaleb")),
+    }
+    from occluface.data.folder import scan_folder
 
-    scan_folder(data)  # a wrong layout fails here, before anything is written
+    for spec in specs:  # a wrong layout fails here, before anything is written
+        folder = folders[spec.key]
+        if not folder.exists():
+            raise DatasetError(f"{folder}: dataset folder does not exist (pass --data / --mask-data)")
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: dataset path is a file, expected a folder with one sub-folder per "
+                               "identity")
+        scan_folder(folder)
+    dev = _resolve_device(device)
     work = Path(work_dir)
     started = time.perf_counter()
     result: dict[str, Any] = {
         "scale": scale,
-        "data": str(data),
+        "data": str(folders[specs[0].key]),
+        "data_by_experiment": {spec.key: str(folders[spec.key]) for spec in specs},
         "work_dir": str(work),
-        "seed": seed,
+        "seed": seed_list[0],
+        "seeds": seed_list,
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU",
         "torch_threads": torch.get_num_threads(),
         "experiments": [],
     }
     for spec in specs:
-        say(f"[{spec.key}] occluding images ({'+'.join(spec.occlusion)}) ...")
-        cache = occlusion_cache(data, work / "cache", spec.occlusion, seed=seed, max_identities=spec.max_identities,
-                                progress=progress)
-        cache_dir = Path(cache["dir"])
-        samples = scan_folder(cache_dir)
-        train_s, test_s = split_samples(samples, by="image", test_fraction=spec.test_fraction, seed=seed)
-        iterations, epochs, milestones = _schedule(spec, len(train_s))
-        settings = {**spec.key_settings(), "seed": seed, "data": str(data.resolve()), "cache": cache_dir.name}
-        runs_dir = work / "runs" / f"{spec.key}-{_digest(settings)}"
-        exp: dict[str, Any] = {
-            "key": spec.key,
-            "title": spec.title,
-            "settings": {
-                **{k: v for k, v in asdict(spec).items() if k not in ("key", "title", "notes")},
-                "iterations": iterations, "epochs": epochs, "lr_milestones_epochs": milestones,
-                "steps_per_epoch": _steps_per_epoch(len(train_s), spec.batch_size),
-                "momentum": 0.9, "weight_decay": 5e-4, "augment": "flip + small affine",
-            },
-            "notes": list(spec.notes),
-            "n_identities": len(classes_of(samples)),
-            "n_train": len(train_s),
-            "n_test": len(test_s),
-            "cache": cache,
-            "runs_dir": str(runs_dir),
-            "paper": PAPER_RESULTS[spec.key],
-            "models": [],
-        }
-        for model in spec.models:
-            say(f"[{spec.key}] training {model}: {iterations} iterations, input {spec.input_size}, {dev} ...")
-            exp["models"].append(
-                _train_and_score(spec, model, cache_dir, data, runs_dir / model, iterations=iterations,
-                                 epochs=epochs, milestones=milestones, seed=seed, device=dev,
-                                 num_workers=num_workers, progress=progress)
-            )
-        result["experiments"].append(exp)
+        per_seed = [
+            _run_experiment(spec, folders[spec.key], work, seed=s, device=dev, num_workers=num_workers,
+                            progress=progress, say=say, margin_pilot=_PILOTS.get(scale, {}).get(spec.key)
+                            if spec.s is None and spec.m is None else None)
+            for s in seed_list
+        ]
+        if len(per_seed) == 1:
+            result["experiments"].append(per_seed[0])
+        else:
+            from occluface.bench.papers_seeds import combine_seeds
+
+            result["experiments"].append(combine_seeds(per_seed))
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+#: Margin heads a scale chooses between on validation before its mask runs (issue 22): ArcFace (s, m) pairs,
+#: each trained ``epochs`` on 90 % of seed 0's training images with the baseline model, scored on the other 10 %.
+_PILOTS: dict[str, dict[str, dict[str, Any]]] = {
+    "decide": {"mask": {"grid": ((16.0, 0.2), (32.0, 0.3), (64.0, 0.5)), "epochs": 4, "val_fraction": 0.1,
+                        "seed": 0}},
+}
+
+
+def _run_experiment(
+    spec: ExperimentSpec,
+    data: Path,
+    work: Path,
+    *,
+    seed: int,
+    device: Any,
+    num_workers: int,
+    progress: bool,
+    say: Callable[[str], None],
+    margin_pilot: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One comparison at one seed: occlusion cache, split, (margin pilot), both models trained and scored."""
+    from dataclasses import replace
+
+    from occluface.data.folder import classes_of, scan_folder, split_samples
+
+    say(f"[{spec.key}] seed {seed}: occluding images ({'+'.join(spec.occlusion)}) ...")
+    cache = occlusion_cache(data, work / "cache", spec.occlusion, seed=seed, max_identities=spec.max_identities,
+                            align=spec.align, progress=progress)
+    cache_dir = Path(cache["dir"])
+    clean_dir = Path(cache["clean_dir"]) if cache.get("clean_dir") else data
+    samples = scan_folder(cache_dir)
+    train_s, test_s = split_samples(samples, by="image", test_fraction=spec.test_fraction, seed=seed)
+    choice = None
+    if margin_pilot is not None:
+        choice = choose_margin(spec, data, work, margin_pilot, device=device, num_workers=num_workers,
+                               progress=progress, say=say)
+        spec = replace(spec, s=choice["s"], m=choice["m"])
+    iterations, epochs, milestones = _schedule(spec, len(train_s))
+    spe = _steps_per_epoch(len(train_s), spec.batch_size)
+    settings = {**spec.key_settings(), "seed": seed, "data": str(data.resolve()), "cache": cache_dir.name}
+    runs_dir = work / "runs" / f"{spec.key}-{_digest(settings)}"
+    exp: dict[str, Any] = {
+        "key": spec.key,
+        "title": spec.title,
+        "seed": seed,
+        "data": str(data),
+        "settings": {
+            **{k: v for k, v in asdict(spec).items() if k not in ("key", "title", "notes")},
+            "eval_every": spec.eval_every or spe,
+            "iterations": iterations, "epochs": epochs, "lr_milestones_epochs": milestones,
+            "steps_per_epoch": spe,
+            "momentum": 0.9, "weight_decay": 5e-4, "augment": "flip + small affine",
+        },
+        "notes": list(spec.notes),
+        "n_identities": len(classes_of(samples)),
+        "n_train": len(train_s),
+        "n_test": len(test_s),
+        "cache": cache,
+        "runs_dir": str(runs_dir),
+        "paper": PAPER_RESULTS[spec.key],
+        "models": [],
+    }
+    if choice is not None:
+        exp["margin_choice"] = choice
+    for model in spec.models:
+        say(f"[{spec.key}] seed {seed}: training {model}: {iterations} iterations, input {spec.input_size}, "
+            f"{device} ...")
+        exp["models"].append(
+            _train_and_score(spec, model, cache_dir, clean_dir, runs_dir / model, iterations=iterations,
+                             epochs=epochs, milestones=milestones, seed=seed, device=device,
+                             num_workers=num_workers, progress=progress, eval_every=spec.eval_every or spe)
+        )
+    return exp
+
+
+def choose_margin(
+    spec: ExperimentSpec,
+    data: Path,
+    work: Path,
+    pilot: dict[str, Any],
+    *,
+    device: Any,
+    num_workers: int,
+    progress: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Pick the ArcFace (s, m) on validation: seed ``pilot['seed']``'s training images only, never a test one.
+
+    The pilot folder links to those training images; each candidate trains ``spec.models[0]`` (the baseline)
+    for ``pilot['epochs']`` with ``val_fraction`` of them held out, and the highest occluded validation accuracy
+    at the last epoch wins (ties: the smaller scale). Finished pilots are reused, so this costs once; a file
+    lock makes seeds started in parallel processes wait for the one pilot instead of training it twice.
+    """
+    import fcntl
+
+    (work / "pilots").mkdir(parents=True, exist_ok=True)
+    with open(work / "pilots" / ".lock", "w") as lock:  # seeds run in parallel processes wait for one pilot
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _margin_pilot(spec, data, work, pilot, device=device, num_workers=num_workers, progress=progress,
+                             say=say)
+
+
+def _margin_pilot(spec: ExperimentSpec, data: Path, work: Path, pilot: dict[str, Any], *, device: Any,
+                  num_workers: int, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    from occluface.bench.report import run_summary
+    from occluface.data.folder import scan_folder, split_samples
+    from occluface.models.config import TrainConfig
+    from occluface.train.distributed import DistInfo
+    from occluface.train.trainer import Trainer
+
+    seed = int(pilot["seed"])
+    cache = occlusion_cache(data, work / "cache", spec.occlusion, seed=seed, max_identities=spec.max_identities,
+                            align=spec.align, progress=progress)
+    cache_dir = Path(cache["dir"]).resolve()
+    train_s, _ = split_samples(scan_folder(cache_dir), by="image", test_fraction=spec.test_fraction, seed=seed)
+    key = {**{k: v for k, v in spec.key_settings().items() if k not in ("s", "m")}, "pilot": pilot,
+           "cache": cache_dir.name, "data": str(data.resolve())}
+    root = work / "pilots" / f"{spec.key}-{_digest(key)}"
+    linked = root / "data"
+    for s in train_s:
+        link = linked / s.path.relative_to(cache_dir)
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(s.path.resolve())
+    fit_s, val_s = split_samples(train_s, by="image", test_fraction=pilot["val_fraction"], seed=seed)
+    spe = _steps_per_epoch(len(fit_s), spec.batch_size)
+    epochs = int(pilot["epochs"])
+    table = []
+    for s_, m_ in pilot["grid"]:
+        out = root / f"arcface-s{s_:g}-m{m_:g}"
+        cfg = TrainConfig(
+            model=spec.models[0], data=str(linked), out=str(out), epochs=epochs, batch_size=spec.batch_size,
+            lr=spec.lr, momentum=0.9, weight_decay=5e-4, schedule="step",
+            milestones=sorted({max(1, round(f * epochs)) for f in (0.5, 0.75)}), gamma=0.1, loss="arcface",
+            s=float(s_), m=float(m_), input_size=spec.input_size, split_by="image",
+            test_fraction=pilot["val_fraction"], seed=seed, augment=True, num_workers=num_workers,
+            eval_every=spe, log_every=10, max_steps=epochs * spe,
+            extra={"bench": "papers", "experiment": f"{spec.key}-margin-pilot"},
+        ).validate()
+        done = out / "summary.json"
+        if not done.is_file():
+            say(f"[{spec.key}] margin pilot: {spec.models[0]}, ArcFace s {s_:g}, m {m_:g}, {epochs} epochs ...")
+            summary = Trainer(cfg, progress=progress, dist=DistInfo(device=device)).fit()
+            write_json(done, summary)
+        curve = run_summary(out, spec.models[0])
+        table.append({"s": float(s_), "m": float(m_), "val_acc": curve["final_test_acc"],
+                      "best_val_acc": curve["best_test_acc"], "run_dir": str(out)})
+    best = max(table, key=lambda r: (r["val_acc"] if r["val_acc"] is not None else -1.0, -r["s"]))
+    return {"s": best["s"], "m": best["m"], "model": spec.models[0], "epochs": epochs, "seed": seed,
+            "n_fit": len(fit_s), "n_val": len(val_s), "candidates": table, "pilot_dir": str(root)}
 
 
 # ----------------------------------------------------------------------------- report
@@ -644,6 +864,11 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
     for exp in result["experiments"]:
         png = out / f"{exp['key']}_curves.png"
         s = exp["settings"]
+        if "per_seed" in exp:
+            from occluface.bench.papers_seeds import plot_seed_curves
+
+            figures[f"{exp['key']}_curves"] = plot_seed_curves(exp, png).name
+            continue
         plot_training_curves(
             {m["model"]: m["log"] for m in exp["models"]}, png,
             title=f"{exp['title']}\n(test = held-out {s['occluded_label']} images; {result['scale']} scale, "
@@ -669,6 +894,17 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
                "--device cuda`."),
             "",
         ]
+    elif result["scale"] == "decide":
+        md += [
+            f"**Decide scale** (issue 22): the largest CPU setting whose runs finish in a few hours in the "
+            f"background, {len(result.get('seeds', [0]))} seeds per model, trained on "
+            f"{result['device_name'] if gpu else _threads_text(result['torch_threads'])} "
+            f"({_duration(train_s)} of training wall time in all, counting runs reused from earlier calls at "
+            "their own time). Each verdict follows the rule in `docs/results/papers-decide/RULE.txt`, written "
+            "before any of these scores was read. The networks are the papers' families at the depth and input "
+            "a CPU allows (stated in each section), not their exact sizes.",
+            "",
+        ]
     else:
         md += [f"**Real scale** on {result['device_name']} ({_duration(train_s)} of training wall time).", ""]
     md += ["Accuracy is closed-set (the classifier head, the papers' metric) on the held-out images of the "
@@ -676,18 +912,23 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
            "with embedding cosine on the same images. Curves: held-out accuracy (occluded) versus iteration, "
            "logged during training.", ""]
     for exp in result["experiments"]:
+        if "per_seed" in exp:
+            from occluface.bench.papers_seeds import markdown_section
+
+            md += markdown_section(exp, figures[exp["key"] + "_curves"])
+            continue
         s = exp["settings"]
         occ, cln = s["occluded_label"], s["clean_label"]
         md += [f"## {exp['title']}", ""]
         ids = f"{'first' if s['max_identities'] else 'all'} {exp['n_identities']} identities"
         md += [
-            f"Data: `{result['data']}`, {ids}, every image occluded with `{'+'.join(s['occlusion'])}` "
+            f"Data: `{exp.get('data', result['data'])}`, {ids}, every image occluded with `{'+'.join(s['occlusion'])}` "
             f"(landmark-fitted, seeded per file); split by image {100 * (1 - s['test_fraction']):.0f}/"
             f"{100 * s['test_fraction']:.0f}: {exp['n_train']} train / {exp['n_test']} test images. "
             f"Input {s['input_size']}x{s['input_size']}, batch {s['batch_size']}, {s['iterations']} iterations "
             f"({s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}), {s['loss']} loss{_margin_text(s)}, "
             f"SGD lr {s['lr']:g} (momentum 0.9, weight decay 5e-4), "
-            f"lr ÷10 at epochs {', '.join(map(str, s['lr_milestones_epochs']))}, seed {result['seed']}.",
+            f"lr ÷10 at epochs {', '.join(map(str, s['lr_milestones_epochs']))}, seed {exp.get('seed', result['seed'])}.",
             "",
         ]
         rows = []

@@ -248,7 +248,8 @@ def bench_speed_command(
 @bench_app.command("papers")
 def bench_papers_command(
     data: Path = data_option("Dataset folder, one sub-folder of face crops per identity, Yale B layout", "yaleb"),
-    scale: str = typer.Option("smoke", "--scale", help="smoke: from scratch, few people, small inputs, minutes on one CPU core; real: the papers' networks and settings (for a GPU)."),
+    scale: str = typer.Option("smoke", "--scale", help="smoke: few people, small inputs, minutes on one CPU core; decide: all people, 3 seeds, paired tests, hours on 2 cores; real: the papers' networks and settings (for a GPU)."),
+    mask_data: Path | None = typer.Option(None, "--mask-data", help="Folder for the mask experiment (default: --data at smoke scale, ../shared/data/lfw_dev at decide and real)."),
     experiments: str = typer.Option("coal,mask", "--experiments", help="Comma-separated: coal (ResNet vs CBAM ResNet on dust), mask (IResNet-50 vs ResSaNet-50, masked vs unmasked)."),
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Training iterations per model (overrides the scale preset)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Train for this many epochs instead of --iterations."),
@@ -262,7 +263,8 @@ def bench_papers_command(
     coal_models: str | None = typer.Option(None, "--coal-models", help="Two comma-separated registry names (default smoke: resnet18,cbam_resnet18; real: resnet50,cbam_resnet50)."),
     mask_models: str | None = typer.Option(None, "--mask-models", help="Two comma-separated registry names (default: iresnet50,ressanet50)."),
     coal_occlusion: str | None = typer.Option(None, "--coal-occlusion", help="Occlusion kinds applied in turn for the coal-mine scene, e.g. dust or dust,lowlight (default: dust)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed for occlusions, split, initialisation and data order."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="One seed for occlusions, split, initialisation and data order (default: the scale's seeds)."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, each a full run of both models (default: smoke 0; decide 0,1,2)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0 = torch's default)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading worker processes."),
@@ -285,15 +287,22 @@ def bench_papers_command(
         "mask_models": names(mask_models), "coal_occlusion": names(coal_occlusion),
     }
     parts = ["occluface", "bench", "papers", "--scale", scale, "--data", str(data)]
+    parts += ["--mask-data", str(mask_data)] if mask_data is not None else []
     if experiments != "coal,mask":
         parts += ["--experiments", experiments]
     for opt, value in overrides.items():
         if value is not None:
             parts += [f"--{opt.replace('_', '-')}", ",".join(value) if isinstance(value, list) else str(value)]
-    parts += ["--seed", str(seed)] + (["--device", device] if device else [])
+    try:
+        seed_list = None if seeds is None else [int(x) for x in str_list(seeds)]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    parts += (["--seed", str(seed)] if seed is not None else []) + (["--seeds", seeds] if seeds else [])
+    parts += ["--device", device] if device else []
     parts += (["--threads", str(threads)] if threads else []) + ["--work", str(work), "--out", str(out)]
     result = run_papers(
-        data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, device=device,
+        data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, seeds=seed_list,
+        mask_data=mask_data, device=device,
         num_workers=workers, progress=True, log=lambda m: console.print(m, highlight=False), **overrides,
     )
     paths = write_report(result, out, command=shlex.join(parts))

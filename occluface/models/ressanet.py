@@ -29,7 +29,7 @@ from occluface.models.registry import register_depths
 
 __all__ = ["RelPosMHSA", "SEIBasicF", "IBSABlock", "MBConv", "IBTBlock", "ResSaNet", "STAGES"]
 
-STAGES: dict[int, list[int]] = {50: [3, 4, 14, 3], 100: [3, 13, 30, 3]}
+STAGES: dict[int, list[int]] = {18: [2, 2, 2, 2], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3]}
 
 
 class RelPosMHSA(nn.Module):
