@@ -181,6 +181,31 @@ def test_synth_eval_on_sample_data_writes_report(sample_run, tmp_path):
     assert 0.5 < overlay["iou"] <= 1.0 and 0 < overlay["ssim_nn"] <= 1
     assert metrics["methods"][0]["identity_cos"] == pytest.approx(1.0, abs=1e-5)
     assert (out / "grid.png").stat().st_size > 1000 and "placement IoU" in (out / "report.md").read_text()
+    # the independent 5-point score is there for every masking method, on the faces YuNet found points on
+    assert 1 <= metrics["n_points"] <= 3
+    for m in metrics["methods"][1:]:
+        assert m["cover_n"] == metrics["n_points"] and len(m["cover_pass"]) == m["cover_n"]
+        assert 0.0 <= m["cover_all"] <= 1.0
+    assert overlay["cover_all"] > 0.5  # a landmark-fitted surgical mask covers nose and mouth, not the eyes
+    assert "5-point cover" in (out / "report.md").read_text()
+
+
+def test_five_point_cover_reads_nose_mouth_and_eyes():
+    from occluface.bench.masksynth import coverage, coverage_rates
+
+    pts = np.array([[50, 55], [94, 55], [72, 80], [56, 100], [88, 100]], np.float32)  # eyes, nose, mouth corners
+    alpha = np.zeros((144, 144), np.float32)
+    alpha[70:] = 1.0  # a mask from just above the nose tip down: right
+    assert coverage(alpha, pts) == {"nose": True, "mouth": True, "eyes_free": True, "all": True}
+    low = np.zeros_like(alpha)
+    low[90:] = 1.0  # below the nose
+    assert coverage(low, pts)["nose"] is False and coverage(low, pts)["all"] is False
+    assert coverage(np.ones_like(alpha), pts)["eyes_free"] is False  # over the eyes too
+    assert coverage(alpha, np.full((5, 2), np.nan, np.float32)) is None
+    rates = coverage_rates(np.stack([alpha, low, alpha]), np.stack([pts, pts, np.full((5, 2), np.nan)]),
+                           np.array([False, True, False]))
+    assert rates["cover_n"] == 2 and rates["cover_pass"] == "10" and rates["cover_all"] == 0.5
+    assert rates["cover_frontal"] == 1.0 and rates["cover_turned"] == 0.0
 
 
 def test_synth_learned_masks_a_photo_and_rejects_non_images(sample_run, tmp_path):
