@@ -320,3 +320,33 @@ def test_seeds_rerun_reuses_every_run(seeds_run):
     runs = [m for run in again["experiments"][0]["per_seed"] for m in run["models"]]
     assert all(m["reused_finished_run"] for m in runs)
     assert again["experiments"][0]["stats"] == result["experiments"][0]["stats"]
+
+
+def test_synth_comparison_rules_on_paired_faces_and_resumes(tmp_path):
+    """Py-WGAN-div vs plain GAN and WGAN at two seeds, tiny budget, on the bundled data."""
+    data_root = Path(__file__).parents[1] / "data"
+    tiny = dict(iters=2, max_faces=3, max_refs=4, lfw=2, max_per_source=4)
+    result = run_papers(None, tmp_path / "work", scale="decide", experiments=["synth"], seeds=[0, 1],
+                        synth_data=data_root, synth_overrides=tiny, device="cpu", progress=False)
+    (synth,) = result["experiments"]
+    assert synth["key"] == "synth" and synth["seeds"] == [0, 1]
+    for s in synth["per_seed"]:
+        assert [r["label"] for r in s["runs"].values()] == ["plain GAN", "WGAN", "Py-WGAN-div"]
+        assert all(r["iterations"] == 2 for r in s["runs"].values())
+        passes = {len(r["scores"]["cover_pass"]) for r in s["runs"].values()}
+        assert passes == {s["n_points"]}  # every method judged on the same faces
+    for base in ("gan", "wgan"):
+        c = synth["comparisons"][base]
+        assert c["verdict"] in {"reproduced", "not reproduced", "not decidable here"}
+        assert c["stats"]["paired_images"] == 2 * synth["per_seed"][0]["n_points"]
+    paths = write_report(result, tmp_path / "report", command="occluface bench papers --scale decide")
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "5-point cover" in md and "**Verdict: " in md and "landmark overlay (not ruled on)" in md
+    # a rerun trains nothing: every run is reused at its budget
+    mtimes = {p: p.stat().st_mtime for p in (tmp_path / "work" / "runs").rglob("last.pt")}
+    again = run_papers(None, tmp_path / "work", scale="decide", experiments=["synth"], seeds=[0, 1],
+                       synth_data=data_root, synth_overrides=tiny, device="cpu", progress=False)
+    assert {p: p.stat().st_mtime for p in mtimes} == mtimes
+    assert again["experiments"][0]["comparisons"] == synth["comparisons"]
+    with pytest.raises(OccluFaceError, match="synthesis comparison runs at the decide scale"):
+        run_papers(None, tmp_path / "w2", scale="smoke", experiments=["synth"], synth_data=data_root)

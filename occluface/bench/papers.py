@@ -45,7 +45,8 @@ __all__ = [
     "write_report",
 ]
 
-EXPERIMENTS = ("coal", "mask")
+EXPERIMENTS = ("coal", "mask")  # the model comparisons; "synth" (paper 002) runs at the decide scale too
+ALL_EXPERIMENTS = (*EXPERIMENTS, "synth")
 SCALES = ("smoke", "decide", "real")
 
 #: What the papers report (closed-set accuracy on their own data), shown next to ours.
@@ -515,6 +516,8 @@ def run_papers(
     seed: int | None = None,
     seeds: Sequence[int] | None = None,
     mask_data: str | Path | None = None,
+    synth_data: str | Path | None = None,
+    synth_overrides: dict[str, Any] | None = None,
     device: str | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -543,8 +546,23 @@ def run_papers(
         raise OccluFaceError(f"seeds must be distinct non-negative integers, got {seed_list!r}")
     if num_workers < 0:
         raise OccluFaceError(f"num_workers must be >= 0, got {num_workers}")
-    specs = experiment_specs(scale, experiments, **overrides)
+    chosen = [e.strip().lower() for e in experiments if e.strip()]
+    want_synth = "synth" in chosen
+    if want_synth:
+        from occluface.bench.papers_synth import SYNTH_PRESETS
+
+        if scale not in SYNTH_PRESETS:
+            raise OccluFaceError(f"the synthesis comparison runs at the {', '.join(SYNTH_PRESETS)} scale; at "
+                                 f"{scale} scale use `occluface synth-eval`")
+        if len(seed_list) < 2:
+            raise OccluFaceError("the synthesis comparison needs at least 2 seeds for its paired tests")
+        chosen = [e for e in chosen if e != "synth"]
+    specs = experiment_specs(scale, chosen, **overrides) if chosen or not want_synth else []
     defaults = DEFAULT_DATA.get(scale, {})
+    synth_root = Path(synth_data) if synth_data is not None else Path("../shared/data")
+    if want_synth and not (synth_root / "mask_textures").is_dir():
+        raise DatasetError(f"{synth_root}: no mask_textures/ folder for the synthesis comparison (pass --synth-data, "
+                           "e.g. ../shared/data)")
     folders = {
         "coal": Path(data) if data is not None else Path(defaults.get("coal", "../shared/data/yaleb")),
         "mask": Path(mask_data) if mask_data is not None else Path(data) if data is not None and not defaults
@@ -565,7 +583,7 @@ def run_papers(
     started = time.perf_counter()
     result: dict[str, Any] = {
         "scale": scale,
-        "data": str(folders[specs[0].key]),
+        "data": str(folders[specs[0].key]) if specs else str(synth_root),
         "data_by_experiment": {spec.key: str(folders[spec.key]) for spec in specs},
         "work_dir": str(work),
         "seed": seed_list[0],
@@ -588,6 +606,11 @@ def run_papers(
             from occluface.bench.papers_seeds import combine_seeds
 
             result["experiments"].append(combine_seeds(per_seed))
+    if want_synth:
+        from occluface.bench.papers_synth import run_synth
+
+        result["experiments"].append(run_synth(synth_root, work, seeds=seed_list, scale=scale, device=dev.type,
+                                               progress=progress, say=say, **(synth_overrides or {})))
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -821,7 +844,7 @@ def _bar_plot(result: dict[str, Any], out_png: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    exps = result["experiments"]
+    exps = [e for e in result["experiments"] if "models" in e]
     fig, axes = plt.subplots(1, len(exps), figsize=(5.5 * len(exps), 4.5), dpi=110, squeeze=False)
     for ax, exp in zip(axes[0], exps, strict=True):
         labels = [m["model"] for m in exp["models"]]
@@ -864,6 +887,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
     for exp in result["experiments"]:
         png = out / f"{exp['key']}_curves.png"
         s = exp["settings"]
+        if exp["key"] == "synth":
+            continue
         if "per_seed" in exp:
             from occluface.bench.papers_seeds import plot_seed_curves
 
@@ -875,11 +900,12 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
                   f"{result['device_name']})",
         )
         figures[f"{exp['key']}_curves"] = png.name
-    figures["accuracy"] = _bar_plot(result, out / "accuracy.png").name
+    if any("models" in e for e in result["experiments"]):
+        figures["accuracy"] = _bar_plot(result, out / "accuracy.png").name
     result["figures"] = figures
 
     gpu = result["device"].startswith("cuda")
-    train_s = sum(m.get("seconds") or 0.0 for e in result["experiments"] for m in e["models"])
+    train_s = sum(m.get("seconds") or 0.0 for e in result["experiments"] for m in e.get("models", []))
     md = ["# Paper comparisons (`occluface bench papers`)", ""]
     if command:
         md += ["Reproduce with:", "", "```bash", command, "```", ""]
@@ -912,6 +938,11 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
            "with embedding cosine on the same images. Curves: held-out accuracy (occluded) versus iteration, "
            "logged during training.", ""]
     for exp in result["experiments"]:
+        if exp["key"] == "synth":
+            from occluface.bench.papers_synth import synth_section
+
+            md += synth_section(exp)
+            continue
         if "per_seed" in exp:
             from occluface.bench.papers_seeds import markdown_section
 
@@ -954,6 +985,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
         for note in exp.get("notes", []):
             md += [f"Note: {note}.", ""]
         md += [f"![accuracy versus iteration, both models]({figures[exp['key'] + '_curves']})", ""]
-    md += [f"![occluded vs clean held-out accuracy]({figures['accuracy']})", ""]
+    if "accuracy" in figures:
+        md += [f"![occluded vs clean held-out accuracy]({figures['accuracy']})", ""]
     return save_report(out, markdown=md, data=result, markdown_name="papers.md", json_name="papers.json",
                        figures=[out / f for f in figures.values()])

@@ -250,7 +250,8 @@ def bench_papers_command(
     data: Path = data_option("Dataset folder, one sub-folder of face crops per identity, Yale B layout", "yaleb"),
     scale: str = typer.Option("smoke", "--scale", help="smoke: few people, small inputs, minutes on one CPU core; decide: all people, 3 seeds, paired tests, hours on 2 cores; real: the papers' networks and settings (for a GPU)."),
     mask_data: Path | None = typer.Option(None, "--mask-data", help="Folder for the mask experiment (default: --data at smoke scale, ../shared/data/lfw_dev at decide and real)."),
-    experiments: str = typer.Option("coal,mask", "--experiments", help="Comma-separated: coal (ResNet vs CBAM ResNet on dust), mask (IResNet-50 vs ResSaNet-50, masked vs unmasked)."),
+    synth_data: Path = typer.Option(Path("../shared/data"), "--synth-data", help="Shared data folder (mask_cls/, rwmfd_masked/, lfw_dev/, mask_textures/) for the synthesis comparison."),
+    experiments: str | None = typer.Option(None, "--experiments", help="Comma-separated: coal (ResNet vs CBAM ResNet on dust), mask (IResNet vs ResSaNet, masked vs unmasked), synth (Py-WGAN-div vs GAN and WGAN; decide scale). Default: coal,mask (+synth at decide)."),
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Training iterations per model (overrides the scale preset)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Train for this many epochs instead of --iterations."),
     input_size: int | None = typer.Option(None, "--input-size", min=16, help="Square input side in pixels (overrides the preset)."),
@@ -288,8 +289,8 @@ def bench_papers_command(
     }
     parts = ["occluface", "bench", "papers", "--scale", scale, "--data", str(data)]
     parts += ["--mask-data", str(mask_data)] if mask_data is not None else []
-    if experiments != "coal,mask":
-        parts += ["--experiments", experiments]
+    experiments = experiments or ("coal,mask,synth" if scale.lower() == "decide" else "coal,mask")
+    parts += ["--experiments", experiments] if experiments != "coal,mask" else []
     for opt, value in overrides.items():
         if value is not None:
             parts += [f"--{opt.replace('_', '-')}", ",".join(value) if isinstance(value, list) else str(value)]
@@ -302,7 +303,7 @@ def bench_papers_command(
     parts += (["--threads", str(threads)] if threads else []) + ["--work", str(work), "--out", str(out)]
     result = run_papers(
         data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, seeds=seed_list,
-        mask_data=mask_data, device=device,
+        mask_data=mask_data, synth_data=synth_data, device=device,
         num_workers=workers, progress=True, log=lambda m: console.print(m, highlight=False), **overrides,
     )
     paths = write_report(result, out, command=shlex.join(parts))
