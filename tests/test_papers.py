@@ -348,5 +348,10 @@ def test_synth_comparison_rules_on_paired_faces_and_resumes(tmp_path):
                        synth_data=data_root, synth_overrides=tiny, device="cpu", progress=False)
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
     assert again["experiments"][0]["comparisons"] == synth["comparisons"]
+    one = run_papers(None, tmp_path / "work", scale="decide", experiments=["synth"], seed=1, synth_data=data_root,
+                     synth_overrides=tiny, device="cpu", progress=False)["experiments"][0]
+    assert one["comparisons"] == {} and one["verdict"]["verdict"] == "not decidable here: one seed"
+    same = lambda d: {k: v for k, v in d.items() if k != "ms_per_face"}  # noqa: E731 - timings differ
+    assert same(one["per_seed"][0]["runs"]["gan"]["scores"]) == same(synth["per_seed"][1]["runs"]["gan"]["scores"])
     with pytest.raises(OccluFaceError, match="synthesis comparison runs at the decide scale"):
         run_papers(None, tmp_path / "w2", scale="smoke", experiments=["synth"], synth_data=data_root)

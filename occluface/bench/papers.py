@@ -554,8 +554,6 @@ def run_papers(
         if scale not in SYNTH_PRESETS:
             raise OccluFaceError(f"the synthesis comparison runs at the {', '.join(SYNTH_PRESETS)} scale; at "
                                  f"{scale} scale use `occluface synth-eval`")
-        if len(seed_list) < 2:
-            raise OccluFaceError("the synthesis comparison needs at least 2 seeds for its paired tests")
         chosen = [e for e in chosen if e != "synth"]
     specs = experiment_specs(scale, chosen, **overrides) if chosen or not want_synth else []
     defaults = DEFAULT_DATA.get(scale, {})
