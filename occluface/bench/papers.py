@@ -18,7 +18,6 @@ clean originals (same relative paths).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from occluface.bench.reports import pct, report_dir, save_report
+from occluface.bench.reports import digest, pct, report_dir, save_report
 from occluface.progress import progress_bar
 from occluface.io import atomic_write, write_json
 from occluface.errors import DatasetError, OccluFaceError
@@ -242,8 +241,7 @@ def _model_title(name: str) -> str:
 # ----------------------------------------------------------------------------- occlusion cache
 
 
-def _digest(obj: Any, n: int = 10) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
+_digest = digest  # run and cache folder names hash their settings
 
 
 def _save_image(image: np.ndarray, path: Path) -> None:

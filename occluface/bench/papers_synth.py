@@ -70,7 +70,7 @@ def run_synth(
 ) -> dict[str, Any]:
     """Train every method at every seed (resuming), score each seed, and rule on Py-WGAN-div vs each baseline."""
     from occluface.bench.masksynth import evaluate
-    from occluface.bench.papers import _digest
+    from occluface.bench.reports import digest as _digest
     from occluface.bench.papers_seeds import paired_stats
     from occluface.data.masksynth.data import build_cache, mask_pictures
     from occluface.train.masksynth import MaskSynthConfig, label, train

@@ -14,6 +14,14 @@ from occluface.errors import OccluFaceError
 from occluface.io import write_json, write_text
 
 
+def digest(obj: Any, n: int = 10) -> str:
+    """A short stable hash of JSON-able settings: the name of a cache or run folder that depends on them."""
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
+
+
 def report_dir(out: str | Path) -> Path:
     """The report folder, created; a clear error naming it when it cannot be."""
     out = Path(out)
