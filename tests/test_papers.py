@@ -355,3 +355,19 @@ def test_synth_comparison_rules_on_paired_faces_and_resumes(tmp_path):
     assert same(one["per_seed"][0]["runs"]["gan"]["scores"]) == same(synth["per_seed"][1]["runs"]["gan"]["scores"])
     with pytest.raises(OccluFaceError, match="synthesis comparison runs at the decide scale"):
         run_papers(None, tmp_path / "w2", scale="smoke", experiments=["synth"], synth_data=data_root)
+
+
+def test_critic_settling_reads_both_kinds_of_log(tmp_path):
+    from occluface.bench.papers_synth import critic_settling
+
+    flat = tmp_path / "wgan.jsonl"
+    flat.write_text("".join(json.dumps({"iter": i, "wdist": -0.4 + 0.01 * (-1) ** i}) + "\n" for i in range(40)))
+    st = critic_settling(flat)
+    assert st["settled"] and st["last_window_mean"] == pytest.approx(-0.4, abs=0.01)
+    rising = tmp_path / "gan.jsonl"
+    rising.write_text("".join(json.dumps({"iter": i, "d_real": 0.1 * i, "d_fake": 0.0}) + "\n" for i in range(40)))
+    st = critic_settling(rising)
+    assert not st["settled"] and st["last_window_mean"] > st["previous_window_mean"]
+    short = tmp_path / "short.jsonl"
+    short.write_text(json.dumps({"iter": 1, "wdist": 1.0}) + "\n")
+    assert critic_settling(short)["settled"] is False

@@ -7,7 +7,7 @@ pictures); each run resumes from its ``last.pt``. Each seed's three generators a
 and both mouth corners and leaves both eyes free, at YuNet's points -- is the primary figure; Py-WGAN-div is
 tested against each baseline, paired by seed (t) and by face (McNemar), under the rule in
 ``docs/results/papers-decide/RULE.txt``. The critic's estimate (mean D(real) - D(fake)) is read from each
-run's log and called settled when its last two windows (10 % of the logged steps each) differ by less than
+run's log (the logged Wasserstein estimate for the WGAN losses) and called settled when its last two windows (10 % of the logged steps each) differ by less than
 half their spread.
 """
 
@@ -41,7 +41,9 @@ PROPOSED = "wgan-div"
 def critic_settling(log_path: str | Path, window: float = 0.1) -> dict[str, Any]:
     """The critic's estimate over training and whether it has settled (see the module docstring)."""
     rows = [json.loads(line) for line in Path(log_path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    est = np.array([r["d_real"] - r["d_fake"] for r in rows if "d_real" in r and "d_fake" in r], float)
+    # WGAN losses log their Wasserstein estimate ("wdist"); the GANs log mean D(real) and D(fake)
+    est = np.array([r["wdist"] if "wdist" in r else r["d_real"] - r["d_fake"] for r in rows
+                    if "wdist" in r or ("d_real" in r and "d_fake" in r)], float)
     if est.size < 4:
         return {"settled": False, "n_logged": int(est.size), "why": "fewer than 4 logged steps"}
     k = max(2, int(round(window * est.size)))
@@ -203,8 +205,10 @@ def synth_section(exp: dict[str, Any]) -> list[str]:
            f"**Verdict: {exp['verdict']['verdict']}** (the claim needs Py-WGAN-div ahead of both baselines; "
            "per baseline above).", ""]
     for s in exp["per_seed"]:
-        crit = "; ".join(f"{r['label']}: last-window estimate {r['critic'].get('last_window_mean', float('nan')):+.3f} "
-                         f"({'settled' if r['critic'].get('settled') else 'still moving'})" for r in s["runs"].values())
+        crit = "; ".join(f"{r['label']}: critic estimate {r['critic'].get('last_window_mean', float('nan')):+.2f} in the "
+                         f"last window, {r['critic'].get('previous_window_mean', float('nan')):+.2f} in the one before "
+                         f"(spread {r['critic'].get('window_spread', float('nan')):.2f}: "
+                         f"{'settled' if r['critic'].get('settled') else 'still moving'})" for r in s["runs"].values())
         md.append(f"- seed {s['seed']}: {crit}; per-seed synth-eval report `{s['report']}/report.md`.")
     md.append("")
     return md
