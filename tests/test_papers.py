@@ -342,8 +342,9 @@ def test_synth_comparison_rules_on_paired_faces_and_resumes(tmp_path):
     paths = write_report(result, tmp_path / "report", command="occluface bench papers --scale decide")
     md = paths["markdown"].read_text(encoding="utf-8")
     assert "5-point cover" in md and "**Verdict: " in md and "landmark overlay (not ruled on)" in md
-    # a rerun trains nothing: every run is reused at its budget
-    mtimes = {p: p.stat().st_mtime for p in (tmp_path / "work" / "runs").rglob("last.pt")}
+    # a rerun trains and scores nothing again: every run and every seed's scoring is reused
+    mtimes = {p: p.stat().st_mtime for name in ("last.pt", "scored.json") for p in (tmp_path / "work" / "runs").rglob(name)}
+    assert len([p for p in mtimes if p.name == "scored.json"]) == 2
     again = run_papers(None, tmp_path / "work", scale="decide", experiments=["synth"], seeds=[0, 1],
                        synth_data=data_root, synth_overrides=tiny, device="cpu", progress=False)
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes

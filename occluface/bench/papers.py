@@ -666,6 +666,7 @@ def _run_experiment(
         },
         "notes": list(spec.notes),
         "n_identities": len(classes_of(samples)),
+        "n_identities_in_data": len(classes_of(scan_folder(data))),
         "n_train": len(train_s),
         "n_test": len(test_s),
         "cache": cache,

@@ -136,6 +136,7 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "key": first["key"], "title": first["title"], "data": first.get("data"), "settings": settings,
         "notes": first["notes"], "paper": first["paper"], "paper_effect_points": effect,
         "seeds": [exp["seed"] for exp in per_seed], "n_identities": first["n_identities"],
+        "n_identities_in_data": first.get("n_identities_in_data"),
         "n_train": first["n_train"], "n_test": first["n_test"],
         "models": models, "stats": stats_by_part, "verdict": ruling,
         "margin_choice": first.get("margin_choice"), "per_seed": per_seed,
@@ -191,7 +192,8 @@ def markdown_section(exp: dict[str, Any], curves_png: str) -> list[str]:
     """The report's section for one several-seed comparison: settings, table, tests, verdict, figure."""
     s = exp["settings"]
     occ, cln = s["occluded_label"], s["clean_label"]
-    ids = f"{'first' if s['max_identities'] else 'all'} {exp['n_identities']} identities"
+    total = exp.get("n_identities_in_data")
+    ids = f"{'all' if total == exp['n_identities'] else 'the first'} {exp['n_identities']} identities"
     align = f", aligned to the ArcFace template at {s['align']} px" if s.get("align") else ""
     md = [f"## {exp['title']}", ""]
     md += [

@@ -116,9 +116,15 @@ def run_synth(
             runs[method] = {"label": summary.get("label") or label(m["loss"], m["pyconv"]), "run_dir": str(out),
                             "iterations": summary.get("iterations"), "cpu_seconds": summary.get("cpu_seconds"),
                             "critic": critic_settling(out / "log.jsonl")}
-        say(f"[synth] seed {seed}: scoring the generators (synth-eval) ...")
-        res = evaluate(data, [runs[k]["run_dir"] for k in p["methods"]], runs_dir / f"eval-s{seed}",
-                       max_faces=p["max_faces"], max_refs=p["max_refs"], seed=0, progress=progress)
+        res = _scored(runs_dir / f"eval-s{seed}", [Path(runs[k]["run_dir"]) for k in p["methods"]], p)
+        if res is None:
+            say(f"[synth] seed {seed}: scoring the generators (synth-eval) ...")
+            res = evaluate(data, [runs[k]["run_dir"] for k in p["methods"]], runs_dir / f"eval-s{seed}",
+                           max_faces=p["max_faces"], max_refs=p["max_refs"], seed=0, progress=progress)
+            res["scored_with"] = {"max_faces": p["max_faces"], "max_refs": p["max_refs"]}
+            from occluface.io import write_json
+
+            write_json(runs_dir / f"eval-s{seed}" / "scored.json", res)
         rows = {r["method"]: r for r in res["methods"]}
         for method, run in runs.items():
             run["scores"] = {k: v for k, v in rows[run["label"]].items() if k != "method"}
@@ -141,6 +147,23 @@ def run_synth(
             "paper": {"source": "paper 002, Tables 1-2 (158,462 masked faces, 144 px, 20 hand-made masks)",
                       "ssim": {"GAN": 0.625, "DCGAN": 0.793, "WGAN": 0.907, "Py-WGAN-div": 0.941},
                       "human_real_pct": {"GAN": 0, "DCGAN": 30, "WGAN": 72, "Py-WGAN-div": 79}}}
+
+
+def _scored(folder: Path, run_dirs: list[Path], p: dict[str, Any]) -> dict[str, Any] | None:
+    """An earlier scoring of exactly these generators with these settings, or None (then score again)."""
+    done = folder / "scored.json"
+    if not done.is_file():
+        return None
+    try:
+        res = json.loads(done.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    newest = max((d / "generator.pt").stat().st_mtime for d in run_dirs)
+    same = res.get("scored_with") == {"max_faces": p["max_faces"], "max_refs": p["max_refs"]}
+    names = sorted(str(Path(c).parent.resolve()) for _, c in res.get("checkpoints", []))
+    if not same or names != sorted(str(d.resolve()) for d in run_dirs) or done.stat().st_mtime < newest:
+        return None
+    return res
 
 
 def _rule(st: dict[str, Any]) -> str:
