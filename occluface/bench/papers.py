@@ -124,10 +124,11 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-#: The data each experiment of a scale reads when no folder is given for it (smoke: both on ``--data``).
+#: The sub-folder of the shared data (``occluface.settings.shared_data``) each experiment of a scale reads when no
+#: folder is given for it (smoke: both on ``--data``, Yale B by default).
 DEFAULT_DATA: dict[str, dict[str, str]] = {
-    "decide": {"coal": "../shared/data/yaleb", "mask": "../shared/data/lfw_dev"},
-    "real": {"coal": "../shared/data/yaleb", "mask": "../shared/data/lfw_dev"},
+    "decide": {"coal": "yaleb", "mask": "lfw_dev"},
+    "real": {"coal": "yaleb", "mask": "lfw_dev"},
 }
 
 #: Seeds a scale runs when none are given: one for a smoke run, three for a verdict.
@@ -555,14 +556,16 @@ def run_papers(
         chosen = [e for e in chosen if e != "synth"]
     specs = experiment_specs(scale, chosen, **overrides) if chosen or not want_synth else []
     defaults = DEFAULT_DATA.get(scale, {})
-    synth_root = Path(synth_data) if synth_data is not None else Path("../shared/data")
+    from occluface.settings import shared_data
+
+    synth_root = Path(synth_data) if synth_data is not None else shared_data()
     if want_synth and not (synth_root / "mask_textures").is_dir():
         raise DatasetError(f"{synth_root}: no mask_textures/ folder for the synthesis comparison (pass --synth-data, "
                            "e.g. ../shared/data)")
     folders = {
-        "coal": Path(data) if data is not None else Path(defaults.get("coal", "../shared/data/yaleb")),
+        "coal": Path(data) if data is not None else shared_data(defaults.get("coal", "yaleb")),
         "mask": Path(mask_data) if mask_data is not None else Path(data) if data is not None and not defaults
-        else Path(defaults.get("mask", "../shared/data/yaleb")),
+        else shared_data(defaults.get("mask", "yaleb")),
     }
     from occluface.data.folder import scan_folder
 

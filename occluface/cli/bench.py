@@ -250,7 +250,7 @@ def bench_papers_command(
     data: Path = data_option("Dataset folder, one sub-folder of face crops per identity, Yale B layout", "yaleb"),
     scale: str = typer.Option("smoke", "--scale", help="smoke: few people, small inputs, minutes on one CPU core; decide: all people, 3 seeds, paired tests, hours on 2 cores; real: the papers' networks and settings (for a GPU)."),
     mask_data: Path | None = typer.Option(None, "--mask-data", help="Folder for the mask experiment (default: --data at smoke scale, ../shared/data/lfw_dev at decide and real)."),
-    synth_data: Path = typer.Option(Path("../shared/data"), "--synth-data", help="Shared data folder (mask_cls/, rwmfd_masked/, lfw_dev/, mask_textures/) for the synthesis comparison."),
+    synth_data: Path | None = typer.Option(None, "--synth-data", help="Shared data folder (mask_cls/, rwmfd_masked/, lfw_dev/, mask_textures/) for the synthesis comparison (default: the shared data folder)."),
     experiments: str | None = typer.Option(None, "--experiments", help="Comma-separated: coal (ResNet vs CBAM ResNet on dust), mask (IResNet vs ResSaNet, masked vs unmasked), synth (Py-WGAN-div vs GAN and WGAN; decide scale). Default: coal,mask (+synth at decide)."),
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Training iterations per model (overrides the scale preset)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Train for this many epochs instead of --iterations."),
