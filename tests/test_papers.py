@@ -67,20 +67,24 @@ TINY_SETTINGS = dict(iterations=3, input_size=32, max_identities=2, batch_size=8
                      coal_models=TINY, mask_models=TINY)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """One tiny run of both experiments, shared by the tests that read its outputs."""
+def _tiny_papers(root: Path, scale: str, **kwargs):
+    """run_papers with the tiny models registered and one thread, and its report: (root, result, paths)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     registry.list_models()
     exec(compile(TINY_MODELS, "<papers_tiny>", "exec"), {})
-    root = tmp_path_factory.mktemp("papers")
     try:
-        result = run_papers(YALEB, root / "work", scale="smoke", device="cpu", progress=False, **TINY_SETTINGS)
-        paths = write_report(result, root / "report", command="occluface bench papers --scale smoke")
+        result = run_papers(YALEB, root / "work", scale=scale, device="cpu", progress=False, **TINY_SETTINGS, **kwargs)
+        paths = write_report(result, root / "report", command=f"occluface bench papers --scale {scale}")
     finally:
         torch.set_num_threads(before)
     return root, result, paths
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run of both experiments, shared by the tests that read its outputs."""
+    return _tiny_papers(tmp_path_factory.mktemp("papers"), "smoke")
 
 
 def test_tiny_run_writes_table_json_and_curves(tiny_run):
@@ -252,18 +256,7 @@ def test_paired_stats_and_the_verdict_rule():
 @pytest.fixture(scope="module")
 def seeds_run(tmp_path_factory):
     """Decide scale with two seeds, shrunk to the tiny models and two people (both experiments on Yale B)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    registry.list_models()
-    exec(compile(TINY_MODELS, "<papers_tiny>", "exec"), {})
-    root = tmp_path_factory.mktemp("papers-seeds")
-    try:
-        result = run_papers(YALEB, root / "work", scale="decide", seeds=[0, 1], mask_data=YALEB, device="cpu",
-                            progress=False, **TINY_SETTINGS)
-        paths = write_report(result, root / "report", command="occluface bench papers --scale decide")
-    finally:
-        torch.set_num_threads(before)
-    return root, result, paths
+    return _tiny_papers(tmp_path_factory.mktemp("papers-seeds"), "decide", seeds=[0, 1], mask_data=YALEB)
 
 
 def test_seeds_are_paired_tested_and_ruled(seeds_run):

@@ -242,9 +242,6 @@ def _model_title(name: str) -> str:
 # ----------------------------------------------------------------------------- occlusion cache
 
 
-_digest = digest  # run and cache folder names hash their settings
-
-
 def _save_image(image: np.ndarray, path: Path) -> None:
     """Atomic write in the source's format; grey stays one channel (Yale B), JPEG at quality 95."""
     from PIL import Image
@@ -297,7 +294,7 @@ def occlusion_cache(
            "n_images": len(samples), "version": 1}
     if align is not None:
         key["align"] = int(align)  # absent when unset, so older caches keep their names
-    dst = Path(cache_root) / f"{'+'.join(kinds)}-{_digest(key)}"
+    dst = Path(cache_root) / f"{'+'.join(kinds)}-{digest(key)}"
     clean_dst = dst.with_name(dst.name + "-clean") if align is not None else None
     extra = {"clean_dir": str(clean_dst)} if clean_dst is not None else {}
     manifest = dst / "cache.json"
@@ -423,7 +420,7 @@ def _score(checkpoint: Path, folders: dict[str, Path], device: Any) -> dict[str,
         scores[name] = {"accuracy": accuracy, "auc": auc, "rank1": rank1, "n_images": len(samples),
                         # per test image, in a fixed order (the digest names it): paired tests between models
                         "correct": "".join("1" if c else "0" for c in correct),
-                        "images_digest": _digest([f"{s.label}/{Path(s.path).name}" for s in samples])}
+                        "images_digest": digest([f"{s.label}/{Path(s.path).name}" for s in samples])}
     return scores
 
 
@@ -654,7 +651,7 @@ def _run_experiment(
     iterations, epochs, milestones = _schedule(spec, len(train_s))
     spe = _steps_per_epoch(len(train_s), spec.batch_size)
     settings = {**spec.key_settings(), "seed": seed, "data": str(data.resolve()), "cache": cache_dir.name}
-    runs_dir = work / "runs" / f"{spec.key}-{_digest(settings)}"
+    runs_dir = work / "runs" / f"{spec.key}-{digest(settings)}"
     exp: dict[str, Any] = {
         "key": spec.key,
         "title": spec.title,
@@ -732,7 +729,7 @@ def _margin_pilot(spec: ExperimentSpec, data: Path, work: Path, pilot: dict[str,
     train_s, _ = split_samples(scan_folder(cache_dir), by="image", test_fraction=spec.test_fraction, seed=seed)
     key = {**{k: v for k, v in spec.key_settings().items() if k not in ("s", "m")}, "pilot": pilot,
            "cache": cache_dir.name, "data": str(data.resolve())}
-    root = work / "pilots" / f"{spec.key}-{_digest(key)}"
+    root = work / "pilots" / f"{spec.key}-{digest(key)}"
     linked = root / "data"
     for s in train_s:
         link = linked / s.path.relative_to(cache_dir)

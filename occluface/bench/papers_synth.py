@@ -72,7 +72,7 @@ def run_synth(
 ) -> dict[str, Any]:
     """Train every method at every seed (resuming), score each seed, and rule on Py-WGAN-div vs each baseline."""
     from occluface.bench.masksynth import evaluate
-    from occluface.bench.reports import digest as _digest
+    from occluface.bench.reports import digest
     from occluface.bench.papers_seeds import paired_stats
     from occluface.data.masksynth.data import build_cache, mask_pictures
     from occluface.train.masksynth import MaskSynthConfig, label, train
@@ -94,10 +94,10 @@ def run_synth(
     settings = {k: v for k, v in p.items() if k not in ("max_faces", "max_refs")} | {"data": str(root.resolve())}
     if max_per_source:
         settings["max_per_source"] = int(max_per_source)
-    runs_dir = work / "runs" / f"synth-{_digest(settings)}"
+    runs_dir = work / "runs" / f"synth-{digest(settings)}"
     say(f"[synth] face-crop cache (seed {p['cache_seed']}) ...")
     cache_key = [str(root.resolve()), p["lfw"], p["cache_seed"]] + ([max_per_source] if max_per_source else [])
-    data = build_cache(root, work / "cache" / f"masksynth-{_digest(cache_key)}.npz", seed=p["cache_seed"], lfw=p["lfw"],
+    data = build_cache(root, work / "cache" / f"masksynth-{digest(cache_key)}.npz", seed=p["cache_seed"], lfw=p["lfw"],
                        max_per_source=max_per_source, progress=progress)
     pics, _ = mask_pictures(root / "mask_textures", 12, p["cache_seed"])
     per_seed = []
