@@ -147,6 +147,37 @@ def test_rerun_reuses_finished_training_runs(tiny_run):
     assert [m["occluded"]["accuracy"] for m in second] == [m["occluded"]["accuracy"] for m in first]
 
 
+def test_two_processes_on_one_seed_share_its_models(tiny_run):
+    """A model another process is training (its run lock held) is skipped, then waited for and reused."""
+    import fcntl
+    import threading
+
+    root, result, _ = tiny_run
+    runs_dir = Path(result["experiments"][0]["runs_dir"])
+    said: list[str] = []
+    out: dict = {}
+    with open(runs_dir / TINY[0] / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # "another process" is training the first model
+        worker = threading.Thread(target=lambda: out.update(run_papers(
+            YALEB, root / "work", scale="smoke", experiments=["coal"], device="cpu", progress=False,
+            log=said.append, **TINY_SETTINGS)))
+        worker.start()
+        for _ in range(600):
+            if any(f"training {TINY[1]}" in line for line in said):
+                break
+            worker.join(0.05)
+        worker.join(2.0)
+        assert worker.is_alive()  # the second model is done; it waits for the first instead of training it too
+        assert any(f"{TINY[0]} is being trained by another process" in line for line in said)
+        assert not any(f"training {TINY[0]}" in line for line in said)
+        fcntl.flock(held, fcntl.LOCK_UN)
+        worker.join(60)
+    assert not worker.is_alive()
+    models = out["experiments"][0]["models"]
+    assert [m["model"] for m in models] == TINY  # the report keeps the spec's order
+    assert all(m["reused_finished_run"] for m in models)
+
+
 def test_presets_follow_the_papers():
     smoke = {s.key: s for s in experiment_specs("smoke")}
     real = {s.key: s for s in experiment_specs("real")}

@@ -47,6 +47,7 @@ def test_verify_uses_calibrated_threshold(rec):
     diff = rec.verify(SAMPLES / "fr_obama.jpg", SAMPLES / "fr_biden.jpg")
     assert diff.same is False and diff.similarity < diff.threshold
     assert diff.threshold == rec.thresholds.verify
+    assert same.similarity > diff.similarity  # Obama in the group photo is closer than Biden alone
 
 
 def test_bad_enrolment_leaves_gallery_unchanged(rec, tmp_path):

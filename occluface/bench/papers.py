@@ -18,6 +18,7 @@ clean originals (same relative paths).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import time
@@ -676,14 +677,25 @@ def _run_experiment(
     }
     if choice is not None:
         exp["margin_choice"] = choice
-    for model in spec.models:
-        say(f"[{spec.key}] seed {seed}: training {model}: {iterations} iterations, input {spec.input_size}, "
-            f"{device} ...")
-        exp["models"].append(
-            _train_and_score(spec, model, cache_dir, clean_dir, runs_dir / model, iterations=iterations,
-                             epochs=epochs, milestones=milestones, seed=seed, device=device,
-                             num_workers=num_workers, progress=progress, eval_every=spec.eval_every or spe)
-        )
+    done: dict[str, dict[str, Any]] = {}
+    # First pass takes the models no other process is training; the second waits for the rest (then reuses
+    # them), so two processes started on one seed train its two models side by side instead of twice.
+    for blocking in (False, True):
+        for model in (m for m in spec.models if m not in done):
+            (runs_dir / model).mkdir(parents=True, exist_ok=True)
+            with open(runs_dir / model / ".lock", "w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    say(f"[{spec.key}] seed {seed}: {model} is being trained by another process; later")
+                    continue
+                say(f"[{spec.key}] seed {seed}: training {model}: {iterations} iterations, "
+                    f"input {spec.input_size}, {device} ...")
+                done[model] = _train_and_score(
+                    spec, model, cache_dir, clean_dir, runs_dir / model, iterations=iterations, epochs=epochs,
+                    milestones=milestones, seed=seed, device=device, num_workers=num_workers, progress=progress,
+                    eval_every=spec.eval_every or spe)
+    exp["models"] = [done[m] for m in spec.models]
     return exp
 
 
@@ -705,8 +717,6 @@ def choose_margin(
     at the last epoch wins (ties: the smaller scale). Finished pilots are reused, so this costs once; a file
     lock makes seeds started in parallel processes wait for the one pilot instead of training it twice.
     """
-    import fcntl
-
     (work / "pilots").mkdir(parents=True, exist_ok=True)
     with open(work / "pilots" / ".lock", "w") as lock:  # seeds run in parallel processes wait for one pilot
         fcntl.flock(lock, fcntl.LOCK_EX)

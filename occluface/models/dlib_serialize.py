@@ -178,7 +178,7 @@ def _read_fc(r: DlibReader) -> dict[str, Any]:
     r.expect_string("fc_2")
     num_outputs, num_inputs = r.int(), r.int()
     params = r.tensor().reshape(-1)
-    weights, biases = r.alias_tensor(), r.alias_tensor()
+    weights, _biases = r.alias_tensor(), r.alias_tensor()
     has_bias = r.int()
     for _ in range(4):
         r.float()
