@@ -351,9 +351,17 @@ def test_images_too_small_for_a_face_have_none():
 
 
 def test_centerface_opencv_and_onnxruntime_backends_find_the_same_faces(obama, two_people):
-    from occluface.faces.centerface import CenterFaceDetector
+    import onnx
 
-    ocv, ort = CenterFaceDetector(), CenterFaceDetector(backend="onnxruntime")
+    from occluface.faces.centerface import INPUT, CenterFaceDetector, _model_bytes
+
+    ort, ocv = CenterFaceDetector(), CenterFaceDetector(backend="opencv")
+    assert ort.backend == "onnxruntime"
+    # the weights are constants, not graph inputs (else ORT may not fold BatchNorm into the convolutions)
+    graph = onnx.load_from_string(_model_bytes()).graph
+    assert [i.name for i in graph.input] == [INPUT]
+    used = {name for node in graph.node for name in node.input}
+    assert all(init.name in used for init in graph.initializer)
     for image in (obama, two_people, load_rgb(TIGHT)):
         a, b = ocv.detect(image), ort.detect(image)
         assert len(a) == len(b) >= 1
