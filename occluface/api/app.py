@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from occluface.api.deps import Service
 from occluface.api.handlers import EXCEPTION_HANDLERS
 from occluface.api.limits import RateLimiter
-from occluface.api.middleware import StreamLimit, audit_trail, content_length_limit
+from occluface.api.middleware import AuditTrail, StreamLimit
 from occluface.api.routes import admin, checkins, health, recognition, subjects
 from occluface.api.settings import STATIC, ApiSettings
 
@@ -105,10 +105,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
 
-    app.middleware("http")(audit_trail(app.state.service))  # innermost: it sees the final status of every call
-    # the Content-Length check runs inside the stream cut-off (the middleware added last is outermost)
-    app.middleware("http")(content_length_limit(settings.max_request_bytes))
-    app.add_middleware(StreamLimit, limit=settings.max_request_bytes + 65536)
+    app.add_middleware(AuditTrail, service=app.state.service)  # innermost: it sees the final status of every call
+    # outermost (added last): the Content-Length check, then the cut-off on the streamed body
+    app.add_middleware(StreamLimit, limit=settings.max_request_bytes + 65536,
+                       length_limit=settings.max_request_bytes)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
