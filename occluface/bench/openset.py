@@ -39,9 +39,11 @@ from occluface.errors import DatasetError, OccluFaceError
 
 MATCHERS: tuple[str, ...] = ("dlib_resnet", "routed", "sface", "sface-erase")
 GALLERY_SIZES: tuple[int, ...] = (100, 1000, 5000)
-SPLITS = ("heldout", "tuning", "fresh")
+SPLITS = ("heldout", "tuning", "fresh", "fresh2")
 #: How many people every tuning run drew (thresholds, erase row, detector candidates were all chosen on these).
 TUNING_DRAW = {"lfw": 400, "yaleb": 28}
+#: the first fresh draw (docs/results/detector-roi/RULE.txt, stage F): 300 LFW people; "fresh2" is every one left
+FRESH_DRAW = 300
 
 _WORKER: dict[str, Any] = {}
 
@@ -209,7 +211,9 @@ def _people(root: Path, split: str, seed: int, lfw_n: int, yaleb_n: int, probes_
 
                 used |= set(calibration_people(ids))
             unused = sorted(set(rest) - used)
-            names = heldout_identities(unused, min(n, len(unused)), seed, salt=f"{salt}:fresh")
+            if split == "fresh2":  # the people left once the first fresh draw (FRESH_DRAW of them) was scored
+                unused = sorted(set(unused) - set(heldout_identities(unused, FRESH_DRAW, seed, salt=f"{salt}:fresh")))
+            names = heldout_identities(unused, min(n, len(unused)), seed, salt=f"{salt}:{split}")
             if not names:
                 continue  # Yale B: every person outside its held-out 10 is a tuning person
         items = []

@@ -83,7 +83,7 @@ def bench_accuracy_command(
 def bench_openset_command(
     data: Path = data_option("Data folder with lfw_dev/, yaleb/ and lfw_single/ (distractors)"),
     matchers: str = typer.Option("dlib_resnet,routed,sface,sface-erase", "--matchers", help="Comma-separated matchers, each run as the product runs it."),
-    split: str = typer.Option("heldout", "--split", help="heldout (the test: held-out people, held-out mask styles), tuning (people and styles that thresholds may be chosen on) or fresh (LFW people outside the held-out set that no tuning run or calibration drew, held-out styles: a second test once the held-out one has been scored)."),
+    split: str = typer.Option("heldout", "--split", help="heldout (the test: held-out people, held-out mask styles), tuning (people and styles that thresholds may be chosen on) fresh (LFW people outside the held-out set that no tuning run or calibration drew, held-out styles: a second test once the held-out one has been scored) or fresh2 (the fresh pool's people the first fresh draw of 300 left)."),
     styles: str = typer.Option("", "--styles", help="Comma-separated mask styles of that split (default: all of them)."),
     lfw_people: int = typer.Option(300, "--lfw-people", min=0, help="LFW people (held-out: the first N of the 300 held-out ones)."),
     yaleb_people: int = typer.Option(10, "--yaleb-people", min=0, help="Yale B people (held-out: at most 10)."),
