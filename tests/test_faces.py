@@ -55,7 +55,7 @@ def test_registry_lists_every_detector_with_the_default_first():
     from occluface.faces.detect import DEFAULT_DETECTOR
 
     names = list(list_detectors())
-    assert names[0] == DEFAULT_DETECTOR == "auto"
+    assert names[0] == DEFAULT_DETECTOR == "auto-roi"
     assert set(DETECTORS) <= set(names)
     assert create_detector("CenterFace") is create_detector("centerface")  # loaded once, shared
 

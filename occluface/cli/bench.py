@@ -95,7 +95,7 @@ def bench_openset_command(
     write_thresholds: Path | None = typer.Option(None, "--write-thresholds", help="Tuning only: write the SFace matchers' calibrated thresholds (named wrong <= 0.1 % of probes) into this folder."),
     seed: int = typer.Option(0, "--seed", min=0),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
-    detector: str = typer.Option("auto", "--detector", help="Face detector (the service's default: auto)."),
+    detector: str = typer.Option("auto-roi", "--detector", help="Face detector (the service's default: auto-roi)."),
     out: Path = typer.Option(Path("reports/openset"), "--out"),
     cache: Path | None = typer.Option(None, "--cache", help="Keep every photo's vectors here: a re-run only re-scores."),
 ) -> None:

@@ -40,10 +40,11 @@ from occluface.faces.base import (  # noqa: F401  (the detection interface, re-e
 
 # ----------------------------------------------------------------------------- registry
 
-#: What the recognition service detects with. Not "fast" (YuNet first), although it finds as many faces at a
-#: fifth of the time on ordinary photos (docs/results/detection-yunet): YuNet's landmarks on masked faces align
-#: SFace's chips worse, and masked rank-1 fell 5 points on the tuning people (docs/results/openset-tuning-fast).
-DEFAULT_DETECTOR = "auto"
+#: What the recognition service detects with: "auto-roi" (YuNet proposes each face, CenterFace re-detects it on a
+#: crop, so the landmarks stay CenterFace's), adopted under docs/results/detector-roi/RULE2.txt; it replaced "auto"
+#: (CenterFace on the whole photo). Not "fast" (YuNet's own landmarks): on masked faces they align SFace's chips
+#: worse, and masked rank-1 fell 5 points on the tuning people (docs/results/openset-tuning-fast).
+DEFAULT_DETECTOR = "auto-roi"
 
 _CACHE: dict[str, Detector] = {}
 _CACHE_LOCK = threading.RLock()  # re-entrant: "auto" creates its members
