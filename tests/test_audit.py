@@ -132,3 +132,20 @@ def test_server_applies_its_retention_rule_at_start_up(tmp_path):
         assert [e["time"][:4] for e in store.audit_entries(action="POST /api/identify")] == ["2999"]
         assert [e["time"][:4] for e in store.checkins()] == ["2999"]
         assert [e["actor"] for e in store.audit_entries(action="purge")] == ["retention 30 days"]
+
+
+def test_a_call_that_fails_inside_the_app_is_audited_as_500(tmp_path, monkeypatch):
+    from occluface.api.keys import hash_key
+
+    app = create_app(ApiSettings(gallery=tmp_path / "g.sqlite3", keys=KeyStore({"gate-1": hash_key(KEY)})))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        service = app.state.service
+
+        def broken(*_a, **_k):
+            raise RuntimeError("model crashed")
+
+        monkeypatch.setattr(type(service), "run_on_photo", broken)
+        r = c.post("/api/identify", files=[_photo("fr_obama.jpg")], headers={"X-API-Key": KEY})
+        assert r.status_code == 500 and "model crashed" not in r.text  # no traceback leaks to the client
+        (line,) = service.store.audit_entries()
+        assert line["action"] == "POST /api/identify" and line["status"] == 500 and line["actor"] == "gate-1"
