@@ -32,6 +32,7 @@ import numpy as np
 
 from occluface.bench.reports import pyplot, report_dir, save_figure, save_report
 from occluface.errors import OccluFaceError
+from occluface.faces.detect import DEFAULT_DETECTOR
 from occluface.recognition.matchers import DEFAULT_MATCHER as DEFAULT_MODEL
 from occluface.settings import REPO_DATA
 
@@ -124,7 +125,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 class ServerProcess:
     """``occluface serve`` in a child process; stopped (SIGINT, then SIGKILL) on exit."""
 
-    def __init__(self, gallery: str | Path, *, key: str, detector: str = "auto-roi", model: str = DEFAULT_MODEL,
+    def __init__(self, gallery: str | Path, *, key: str, detector: str = DEFAULT_DETECTOR, model: str = DEFAULT_MODEL,
                  port: int | None = None, log: Path | None = None, startup_timeout: float = 180.0, workers: int = 1):
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
@@ -325,7 +326,7 @@ PEOPLE = {"Obama": SAMPLES / "fr_obama.jpg", "Biden": SAMPLES / "fr_biden.jpg"}
 
 
 def run_load(*, requests: int | None = 200, seconds: float | None = None, concurrency: int = 8,
-             detector: str = "auto-roi", model: str = DEFAULT_MODEL, image: Path | None = None, workers: int = 1,
+             detector: str = DEFAULT_DETECTOR, model: str = DEFAULT_MODEL, image: Path | None = None, workers: int = 1,
              gallery: str | None = None, timeout: float = 120.0, workdir: Path | None = None) -> LoadResult:
     """Start a server (``workers`` processes; a temporary SQLite gallery unless ``gallery`` names an empty one),
     enrol Obama and Biden, fire the identify load (default probe: a one-face 640x480 photo), and measure it."""
@@ -378,7 +379,7 @@ def cross_server_delay(gallery: str, root: Path, *, key: str, detector: str, mod
 
 
 def run_load_matrix(*, concurrency: list[int], workers: list[int], backends: list[str], seconds: float,
-                    detector: str = "auto-roi", model: str = DEFAULT_MODEL, image: Path | None = None,
+                    detector: str = DEFAULT_DETECTOR, model: str = DEFAULT_MODEL, image: Path | None = None,
                     timeout: float = 120.0) -> dict[str, Any]:
     """Every (backend, server processes, concurrency) for ``seconds`` each, and the two-server check per backend."""
     from occluface.bench.postgres import TemporaryPostgres
