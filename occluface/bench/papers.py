@@ -107,14 +107,16 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # decide (issue 22): the largest CPU setting whose 2 x 3 runs per comparison finish in a few hours in the
     # background on 2 cores: all 38 Yale B people at 64 px for 30 epochs (lr /10 at 15 and 22, where the held-out
-    # curve has flattened); all of lfw_dev, aligned to the ArcFace template and fed at 56 px (the IResNet
-    # skeleton strides 16: a 4x4 last map, the 7x7 of 112 px out of the CPU's reach), IResNet-18 against
-    # ResSaNet-18 (the -50s take ~4x longer per step), 16 epochs; three seeds each (see papers_seeds).
+    # curve has flattened); all of lfw_dev, aligned to the ArcFace template and fed at 48 px (the IResNet
+    # skeleton strides 16: a 3x3 last map, the 7x7 of 112 px out of the CPU's reach), IResNet-18 against
+    # ResSaNet-18 (the -50s take ~4x longer per step), 8 epochs; three seeds each (see papers_seeds).
+    # The mask task first ran at 56 px for 16 epochs: ~1.5 h of one core per run on this host, ~10 h for the
+    # pilot and six runs, more than a session whose work folder does not outlive it (2026-12-07, RULE.txt).
     "decide": {
         "coal": dict(models=("resnet18", "cbam_resnet18"), input_size=64, max_identities=38, iterations=None,
                      epochs=30, batch_size=32, eval_every=61, lr=0.01),
-        "mask": dict(models=("iresnet18", "ressanet18"), input_size=56, max_identities=None, iterations=None,
-                     epochs=16, batch_size=32, eval_every=None, lr=0.05, align=112),
+        "mask": dict(models=("iresnet18", "ressanet18"), input_size=48, max_identities=None, iterations=None,
+                     epochs=8, batch_size=32, eval_every=None, lr=0.05, align=112),
     },
     # real: the papers' networks and settings, for the GPU machine.
     "real": {
@@ -278,9 +280,6 @@ def occlusion_cache(
     """
 
     from occluface.data.folder import classes_of, scan_folder
-    from occluface.data.images import load_rgb
-    from occluface.data.occlusion import NoFaceError, apply, find_landmarks
-    from occluface.data.occlusion.synth import file_seed
 
     src = Path(src)
     samples = scan_folder(src)
@@ -298,6 +297,20 @@ def occlusion_cache(
     dst = Path(cache_root) / f"{'+'.join(kinds)}-{digest(key)}"
     clean_dst = dst.with_name(dst.name + "-clean") if align is not None else None
     extra = {"clean_dir": str(clean_dst)} if clean_dst is not None else {}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst.with_name(dst.name + ".lock"), "w") as lock:  # parallel seeds build one cache once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_cache(samples, src, dst, clean_dst, key, kinds, seed=seed, align=align, progress=progress,
+                            extra=extra)
+
+
+def _build_cache(samples: list[Any], src: Path, dst: Path, clean_dst: Path | None, key: dict[str, Any],
+                 kinds: Sequence[str], *, seed: int, align: int | None, progress: bool,
+                 extra: dict[str, str]) -> dict[str, Any]:
+    from occluface.data.images import load_rgb
+    from occluface.data.occlusion import NoFaceError, apply, find_landmarks
+    from occluface.data.occlusion.synth import file_seed
+
     manifest = dst / "cache.json"
     if manifest.is_file():
         try:
@@ -615,7 +628,7 @@ def run_papers(
 #: Margin heads a scale chooses between on validation before its mask runs (issue 22): ArcFace (s, m) pairs,
 #: each trained ``epochs`` on 90 % of seed 0's training images with the baseline model, scored on the other 10 %.
 _PILOTS: dict[str, dict[str, dict[str, Any]]] = {
-    "decide": {"mask": {"grid": ((16.0, 0.2), (32.0, 0.3), (64.0, 0.5)), "epochs": 4, "val_fraction": 0.1,
+    "decide": {"mask": {"grid": ((16.0, 0.2), (32.0, 0.3), (64.0, 0.5)), "epochs": 2, "val_fraction": 0.1,
                         "seed": 0}},
 }
 
@@ -715,22 +728,66 @@ def choose_margin(
     The pilot folder links to those training images; each candidate trains ``spec.models[0]`` (the baseline)
     for ``pilot['epochs']`` with ``val_fraction`` of them held out, and the highest occluded validation accuracy
     at the last epoch wins (ties: the smaller scale). Finished pilots are reused, so this costs once; a file
-    lock makes seeds started in parallel processes wait for the one pilot instead of training it twice.
+    lock per candidate lets processes started in parallel split the candidates (a candidate another process is
+    training is skipped, then waited for and reused), so the pilot is trained once, side by side.
     """
-    (work / "pilots").mkdir(parents=True, exist_ok=True)
-    with open(work / "pilots" / ".lock", "w") as lock:  # seeds run in parallel processes wait for one pilot
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _margin_pilot(spec, data, work, pilot, device=device, num_workers=num_workers, progress=progress,
-                             say=say)
+    return _margin_pilot(spec, data, work, pilot, device=device, num_workers=num_workers, progress=progress,
+                         say=say)
 
 
 def _margin_pilot(spec: ExperimentSpec, data: Path, work: Path, pilot: dict[str, Any], *, device: Any,
                   num_workers: int, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
     from occluface.bench.report import run_summary
-    from occluface.data.folder import scan_folder, split_samples
     from occluface.models.config import TrainConfig
     from occluface.train.distributed import DistInfo
     from occluface.train.trainer import Trainer
+
+    seed = int(pilot["seed"])
+    (work / "pilots").mkdir(parents=True, exist_ok=True)
+    with open(work / "pilots" / ".lock", "w") as lock:  # one process at a time links the pilot's images
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        root, linked, fit_s, val_s = _pilot_folder(spec, data, work, pilot, progress=progress)
+    spe = _steps_per_epoch(len(fit_s), spec.batch_size)
+    epochs = int(pilot["epochs"])
+    rows: dict[tuple[float, float], dict[str, Any]] = {}
+    for blocking in (False, True):
+        for s_, m_ in (c for c in pilot["grid"] if (float(c[0]), float(c[1])) not in rows):
+            out = root / f"arcface-s{s_:g}-m{m_:g}"
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / ".lock", "w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    say(f"[{spec.key}] margin pilot: s {s_:g}, m {m_:g} is being trained by another process; later")
+                    continue
+                cfg = TrainConfig(
+                    model=spec.models[0], data=str(linked), out=str(out), epochs=epochs,
+                    batch_size=spec.batch_size, lr=spec.lr, momentum=0.9, weight_decay=5e-4, schedule="step",
+                    milestones=sorted({max(1, round(f * epochs)) for f in (0.5, 0.75)}), gamma=0.1,
+                    loss="arcface", s=float(s_), m=float(m_), input_size=spec.input_size, split_by="image",
+                    test_fraction=pilot["val_fraction"], seed=seed, augment=True, num_workers=num_workers,
+                    eval_every=spe, log_every=10, max_steps=epochs * spe,
+                    extra={"bench": "papers", "experiment": f"{spec.key}-margin-pilot"},
+                ).validate()
+                done = out / "summary.json"
+                if not done.is_file():
+                    say(f"[{spec.key}] margin pilot: {spec.models[0]}, ArcFace s {s_:g}, m {m_:g}, "
+                        f"{epochs} epochs ...")
+                    summary = Trainer(cfg, progress=progress, dist=DistInfo(device=device)).fit()
+                    write_json(done, summary)
+                curve = run_summary(out, spec.models[0])
+                rows[(float(s_), float(m_))] = {"s": float(s_), "m": float(m_), "val_acc": curve["final_test_acc"],
+                                                "best_val_acc": curve["best_test_acc"], "run_dir": str(out)}
+    table = [rows[(float(s_), float(m_))] for s_, m_ in pilot["grid"]]
+    best = max(table, key=lambda r: (r["val_acc"] if r["val_acc"] is not None else -1.0, -r["s"]))
+    return {"s": best["s"], "m": best["m"], "model": spec.models[0], "epochs": epochs, "seed": seed,
+            "n_fit": len(fit_s), "n_val": len(val_s), "candidates": table, "pilot_dir": str(root)}
+
+
+def _pilot_folder(spec: ExperimentSpec, data: Path, work: Path, pilot: dict[str, Any], *,
+                  progress: bool) -> tuple[Path, Path, list[Any], list[Any]]:
+    """The pilot's folder, its linked training images of seed ``pilot['seed']``, and its fit/validation split."""
+    from occluface.data.folder import scan_folder, split_samples
 
     seed = int(pilot["seed"])
     cache = occlusion_cache(data, work / "cache", spec.occlusion, seed=seed, max_identities=spec.max_identities,
@@ -747,31 +804,7 @@ def _margin_pilot(spec: ExperimentSpec, data: Path, work: Path, pilot: dict[str,
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(s.path.resolve())
     fit_s, val_s = split_samples(train_s, by="image", test_fraction=pilot["val_fraction"], seed=seed)
-    spe = _steps_per_epoch(len(fit_s), spec.batch_size)
-    epochs = int(pilot["epochs"])
-    table = []
-    for s_, m_ in pilot["grid"]:
-        out = root / f"arcface-s{s_:g}-m{m_:g}"
-        cfg = TrainConfig(
-            model=spec.models[0], data=str(linked), out=str(out), epochs=epochs, batch_size=spec.batch_size,
-            lr=spec.lr, momentum=0.9, weight_decay=5e-4, schedule="step",
-            milestones=sorted({max(1, round(f * epochs)) for f in (0.5, 0.75)}), gamma=0.1, loss="arcface",
-            s=float(s_), m=float(m_), input_size=spec.input_size, split_by="image",
-            test_fraction=pilot["val_fraction"], seed=seed, augment=True, num_workers=num_workers,
-            eval_every=spe, log_every=10, max_steps=epochs * spe,
-            extra={"bench": "papers", "experiment": f"{spec.key}-margin-pilot"},
-        ).validate()
-        done = out / "summary.json"
-        if not done.is_file():
-            say(f"[{spec.key}] margin pilot: {spec.models[0]}, ArcFace s {s_:g}, m {m_:g}, {epochs} epochs ...")
-            summary = Trainer(cfg, progress=progress, dist=DistInfo(device=device)).fit()
-            write_json(done, summary)
-        curve = run_summary(out, spec.models[0])
-        table.append({"s": float(s_), "m": float(m_), "val_acc": curve["final_test_acc"],
-                      "best_val_acc": curve["best_test_acc"], "run_dir": str(out)})
-    best = max(table, key=lambda r: (r["val_acc"] if r["val_acc"] is not None else -1.0, -r["s"]))
-    return {"s": best["s"], "m": best["m"], "model": spec.models[0], "epochs": epochs, "seed": seed,
-            "n_fit": len(fit_s), "n_val": len(val_s), "candidates": table, "pilot_dir": str(root)}
+    return root, linked, fit_s, val_s
 
 
 # ----------------------------------------------------------------------------- report
