@@ -396,3 +396,57 @@ def test_critic_settling_reads_both_kinds_of_log(tmp_path):
     short = tmp_path / "short.jsonl"
     short.write_text(json.dumps({"iter": 1, "wdist": 1.0}) + "\n")
     assert critic_settling(short)["settled"] is False
+
+
+def test_report_reuses_an_earlier_reports_comparisons(seeds_run, tmp_path):
+    """A call that runs one comparison takes the others from an earlier papers.json, figures included."""
+    from occluface.bench.papers import reuse_report
+
+    root, result, paths = seeds_run
+    old_dir = paths["markdown"].parent
+    again = run_papers(YALEB, root / "work", scale="decide", experiments=["mask"], seeds=[0, 1], device="cpu",
+                       mask_data=YALEB, progress=False, **TINY_SETTINGS)
+    merged = reuse_report(again, old_dir / "papers.json")
+    assert [e["key"] for e in merged["experiments"]] == ["coal", "mask"]  # the report's order, not the call's
+    coal, mask = merged["experiments"]
+    assert coal["reused_from"]["report"] == str(old_dir / "papers.json") and "reused_from" not in mask
+    old_coal = json.loads((old_dir / "papers.json").read_text(encoding="utf-8"))["experiments"][0]
+    assert coal["stats"] == old_coal["stats"] and coal["verdict"] == old_coal["verdict"]
+    # the runs behind the reused comparison are gone: its figure is copied, not redrawn from their logs
+    import shutil
+
+    for run in coal["per_seed"]:
+        shutil.rmtree(run["runs_dir"])
+    new = write_report(merged, tmp_path / "report", command="occluface bench papers --scale decide")
+    out = new["markdown"].parent
+    assert (out / "coal_curves.png").read_bytes() == (old_dir / "coal_curves.png").read_bytes()
+    assert (out / "mask_curves.png").is_file() and (out / "accuracy.png").is_file()
+    md = new["markdown"].read_text(encoding="utf-8")
+    assert md.count("**Verdict: ") == 2 and md.count("Taken unchanged from the earlier report") == 1
+    # what this call ran wins over the earlier report's copy of the same comparison
+    assert reuse_report(again, old_dir)["experiments"][1]["per_seed"] == again["experiments"][0]["per_seed"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no earlier report there"),
+    ("{not json", "not a papers.json"),
+    ('{"scale": "smoke", "experiments": []}', "a smoke-scale report"),
+])
+def test_reuse_of_a_bad_report_is_a_clear_error(tmp_path, content, message):
+    from occluface.bench.papers import reuse_report
+
+    path = tmp_path / "papers.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(OccluFaceError, match=message) as err:
+        reuse_report({"scale": "decide", "experiments": []}, path)
+    assert str(path) in str(err.value)
+
+
+def test_cli_checks_the_reused_report_before_training(tmp_path):
+    bad = tmp_path / "papers.json"
+    bad.write_text('{"scale": "smoke", "experiments": []}', encoding="utf-8")
+    res = CliRunner().invoke(app, ["bench", "papers", "--scale", "decide", "--experiments", "mask", "--reuse",
+                                   str(bad), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    assert res.exit_code != 0 and "smoke-scale report" in res.output
+    assert not (tmp_path / "work").exists()  # nothing trained, nothing written

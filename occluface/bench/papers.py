@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -913,6 +914,55 @@ def _bar_plot(result: dict[str, Any], out_png: Path) -> Path:
     return out_png
 
 
+#: The order comparisons appear in a report, whichever call ran them.
+_REPORT_ORDER = ("coal", "mask", "synth")
+
+
+def reuse_report(result: dict[str, Any], report_json: str | Path) -> dict[str, Any]:
+    """``result`` plus the comparisons of an earlier report (its ``papers.json``) that this call did not run.
+
+    A comparison's training runs live in the work folder, which need not outlive the machine that trained them;
+    its report keeps every figure and test. Each comparison taken over is marked ``reused_from`` (the report,
+    its command) and keeps its curve figure, which :func:`write_report` copies instead of redrawing from logs
+    that are gone. The earlier report must be at the same scale; what this call ran always wins.
+    """
+    path = Path(report_json)
+    if path.is_dir():
+        path = path / "papers.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        old_exps, old_scale = old["experiments"], old["scale"]
+    except FileNotFoundError:
+        raise OccluFaceError(f"{path}: no earlier report there (give a papers.json or its folder)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise OccluFaceError(f"{path}: not a papers.json written by `occluface bench papers` ({exc})") from None
+    if old_scale != result["scale"]:
+        raise OccluFaceError(f"{path}: a {old_scale}-scale report; this call runs the {result['scale']} scale")
+    ran = {e["key"] for e in result["experiments"]}
+    merged = dict(result)
+    merged["experiments"] = list(result["experiments"])
+    for exp in old_exps:
+        if exp["key"] in ran:
+            continue
+        figure = (old.get("figures") or {}).get(f"{exp['key']}_curves")
+        exp = {**exp, "reused_from": {"report": str(path), "command": old.get("command"),
+                                      "curves_png": str(path.parent / figure) if figure else None}}
+        merged["experiments"].append(exp)
+        if exp.get("data"):
+            merged.setdefault("data_by_experiment", {})[exp["key"]] = exp["data"]
+    merged["experiments"].sort(key=lambda e: _REPORT_ORDER.index(e["key"]) if e["key"] in _REPORT_ORDER else 99)
+    return merged
+
+
+def _reused_note(exp: dict[str, Any]) -> list[str]:
+    src = exp.get("reused_from")
+    if not src:
+        return []
+    cmd = f" by `{src['command']}`" if src.get("command") else ""
+    return [f"*Taken unchanged from the earlier report `{src['report']}`{cmd}: its training runs are not kept "
+            "(the work folder did not outlive the machine that trained them), its figures and tests are.*", ""]
+
+
 def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | None = None) -> dict[str, Any]:
     """Write ``papers.md``, ``papers.json``, ``<experiment>_curves.png`` and ``accuracy.png`` into ``out_dir``."""
     from occluface.bench.curves import plot_training_curves
@@ -928,6 +978,15 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
         png = out / f"{exp['key']}_curves.png"
         s = exp["settings"]
         if exp["key"] == "synth":
+            continue
+        reused = (exp.get("reused_from") or {}).get("curves_png")
+        if reused:  # drawn by the earlier call from logs that are gone: copy it
+            src = Path(reused)
+            if not src.is_file():
+                raise OccluFaceError(f"{src}: the reused {exp['key']} comparison's curve figure is missing")
+            if src.resolve() != png.resolve():
+                shutil.copyfile(src, png)
+            figures[f"{exp['key']}_curves"] = png.name
             continue
         if "per_seed" in exp:
             from occluface.bench.papers_seeds import plot_seed_curves
@@ -981,12 +1040,14 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, command: str | 
         if exp["key"] == "synth":
             from occluface.bench.papers_synth import synth_section
 
-            md += synth_section(exp)
+            section = synth_section(exp)
+            md += section[:2] + _reused_note(exp) + section[2:]
             continue
         if "per_seed" in exp:
             from occluface.bench.papers_seeds import markdown_section
 
-            md += markdown_section(exp, figures[exp["key"] + "_curves"])
+            section = markdown_section(exp, figures[exp["key"] + "_curves"])
+            md += section[:2] + _reused_note(exp) + section[2:]
             continue
         s = exp["settings"]
         occ, cln = s["occluded_label"], s["clean_label"]

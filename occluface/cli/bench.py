@@ -10,11 +10,8 @@ from pathlib import Path
 
 import typer
 
-from occluface.cli.common import (
-    App,
-    DetectorOpt, MaskSplit, ModelOpt, mask_split_options, console, data_option, err_console, fail, int_list, report_files, set_threads, show_report,
-    str_list,
-)
+from occluface.cli.common import (App, DetectorOpt, MaskSplit, ModelOpt, console, data_option, err_console, fail,
+                                  int_list, mask_split_options, report_files, set_threads, show_report, str_list)
 from occluface.errors import OccluFaceError
 
 bench_app = App(help="Benchmarks: each writes a Markdown table, JSON and plots.", no_args_is_help=True)
@@ -271,12 +268,13 @@ def bench_papers_command(
     workers: int = typer.Option(0, "--workers", min=0, help="Data-loading worker processes."),
     work: Path = typer.Option(Path("runs/papers"), "--work", help="Folder for the occlusion caches and training runs (a rerun resumes them)."),
     out: Path = typer.Option(Path("reports/papers"), "--out", help="Folder for papers.md, papers.json and the PNG figures."),
+    reuse: Path | None = typer.Option(None, "--reuse", help="An earlier report (papers.json or its folder) at the same scale: the comparisons this call does not run are taken from it."),
 ) -> None:
     """The papers' comparisons re-run here: coal-mine ResNet vs CBAM ResNet on dust, IResNet-50 vs ResSaNet-50 on masks."""
     import shlex
 
     set_threads(threads)
-    from occluface.bench.papers import run_papers, write_report
+    from occluface.bench.papers import reuse_report, run_papers, write_report
 
     def names(text: str | None) -> list[str] | None:
         return None if text is None else str_list(text)
@@ -284,8 +282,8 @@ def bench_papers_command(
     overrides = {
         "iterations": iterations, "epochs": epochs, "input_size": input_size, "max_identities": max_identities,
         "batch_size": batch_size, "eval_every": eval_every, "lr": lr, "margin_scale": margin_scale,
-        "margin": margin, "coal_models": names(coal_models),
-        "mask_models": names(mask_models), "coal_occlusion": names(coal_occlusion),
+        "margin": margin, "coal_models": names(coal_models), "mask_models": names(mask_models),
+        "coal_occlusion": names(coal_occlusion),
     }
     parts = ["occluface", "bench", "papers", "--scale", scale, "--data", str(data)]
     parts += ["--mask-data", str(mask_data)] if mask_data is not None else []
@@ -299,13 +297,17 @@ def bench_papers_command(
     except ValueError:
         raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     parts += (["--seed", str(seed)] if seed is not None else []) + (["--seeds", seeds] if seeds else [])
-    parts += ["--device", device] if device else []
-    parts += (["--threads", str(threads)] if threads else []) + ["--work", str(work), "--out", str(out)]
+    parts += (["--device", device] if device else []) + (["--threads", str(threads)] if threads else [])
+    parts += ["--work", str(work), "--out", str(out)]
+    if reuse is not None:  # a bad earlier report fails now, not after hours of training
+        parts += ["--reuse", str(reuse)]
+        reuse_report({"scale": scale.lower(), "experiments": []}, reuse)
     result = run_papers(
         data, work, scale=scale.lower(), experiments=names(experiments) or [], seed=seed, seeds=seed_list,
         mask_data=mask_data, synth_data=synth_data, device=device,
         num_workers=workers, progress=True, log=lambda m: console.print(m, highlight=False), **overrides,
     )
+    result = reuse_report(result, reuse) if reuse is not None else result
     paths = write_report(result, out, command=shlex.join(parts))
     show_report(paths)
 
