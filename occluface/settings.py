@@ -23,3 +23,10 @@ def shared_data(*parts: str) -> Path:
     """The full data folder (``$OCCLUFACE_DATA`` or ``../shared/data``), or a sub-folder of it."""
     root = Path(os.environ.get(DATA_ENV) or DEFAULT_SHARED)
     return root.joinpath(*parts)
+
+#: What the recognition service detects with: "auto-roi" (YuNet proposes each face, CenterFace re-detects it on a
+#: crop, so the landmarks stay CenterFace's), adopted under docs/results/detector-roi/RULE2.txt; it replaced "auto"
+#: (CenterFace on the whole photo). Not "fast" (YuNet's own landmarks): on masked faces they align SFace's chips
+#: worse, and masked rank-1 fell 5 points on the tuning people (docs/results/openset-tuning-fast). Here, not in
+#: ``occluface.faces.detect``, so every command's ``--detector`` default names it without importing OpenCV.
+DEFAULT_DETECTOR = "auto-roi"

@@ -13,6 +13,7 @@ import typer
 from occluface.cli.common import (App, DetectorOpt, MaskSplit, ModelOpt, console, data_option, err_console, fail,
                                   int_list, mask_split_options, report_files, set_threads, show_report, str_list)
 from occluface.errors import OccluFaceError
+from occluface.settings import DEFAULT_DETECTOR
 
 bench_app = App(help="Benchmarks: each writes a Markdown table, JSON and plots.", no_args_is_help=True)
 
@@ -92,7 +93,7 @@ def bench_openset_command(
     write_thresholds: Path | None = typer.Option(None, "--write-thresholds", help="Tuning only: write the SFace matchers' calibrated thresholds (named wrong <= 0.1 % of probes) into this folder."),
     seed: int = typer.Option(0, "--seed", min=0),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
-    detector: str = typer.Option("auto-roi", "--detector", help="Face detector (the service's default: auto-roi)."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Face detector (the service's default: auto-roi)."),
     out: Path = typer.Option(Path("reports/openset"), "--out"),
     cache: Path | None = typer.Option(None, "--cache", help="Keep every photo's vectors here: a re-run only re-scores."),
 ) -> None:

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from occluface.errors import OccluFaceError
-from occluface.settings import DATA_ENV, DEFAULT_SHARED, shared_data
+from occluface.settings import DATA_ENV, DEFAULT_DETECTOR, DEFAULT_SHARED, shared_data
 
 class App(typer.Typer):
     """``typer.Typer`` whose commands turn an :class:`OccluFaceError` into one clear line and exit status 2
@@ -109,7 +109,7 @@ def _default_model() -> str:
 
 
 ModelOpt = typer.Option(_default_model(), "--model", "-m", help="Matcher or embedding model: sface / sface-erase (SFace matchers), routed (dlib for bare faces, occluface_resnet for masked ones), a registry name such as dlib_resnet, or a checkpoint .pt. A gallery keeps each model's enrolments apart.")
-DetectorOpt = typer.Option("auto-roi", "--detector", help="Face detector (see `occluface bench detect`): auto-roi (default: YuNet proposes, CenterFace confirms on a crop), auto (CenterFace on the whole photo), fast (YuNet only: quicker, worse landmarks on masked faces), centerface, yunet, ...")
+DetectorOpt = typer.Option(DEFAULT_DETECTOR, "--detector", help="Face detector (see `occluface bench detect`): auto-roi (default: YuNet proposes, CenterFace confirms on a crop), auto (CenterFace on the whole photo), fast (YuNet only: quicker, worse landmarks on masked faces), centerface, yunet, ...")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 # The crop cache a trained mask classifier is scored or calibrated on: every option must match its training run.

@@ -15,6 +15,7 @@ from occluface.cli.common import (
     DetectorOpt, GalleryOpt, JsonOpt, ModelOpt, RecognizerOptions, app, console, err_console, fail, print_json,
     recognizer_options,
 )
+from occluface.settings import DEFAULT_DETECTOR
 
 gallery_app = App(help="Inspect and edit the enrolment gallery.", no_args_is_help=True)
 
@@ -308,7 +309,7 @@ def serve_command(
 def align_command(
     src: Path = typer.Argument(..., help="Dataset folder: one sub-folder of images per identity."),
     dst: Path = typer.Argument(..., help="Output folder: same layout, one aligned PNG per image, plus skipped.csv."),
-    detector: str = typer.Option("auto-roi", "--detector", "-d", help="Face detector: auto-roi (default), auto, centerface, mtcnn, cnn, hog, ..."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", "-d", help="Face detector: auto-roi (default), auto, centerface, mtcnn, cnn, hog, ..."),
     size: int = typer.Option(112, "--size", min=16, help="Side of the square aligned face (the ArcFace template is scaled)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes."),
     retry_skipped: bool = typer.Option(False, "--retry-skipped", help="Try again the images listed in DST/skipped.csv."),
@@ -388,7 +389,7 @@ def mask_check_command(
     image: Path = typer.Argument(..., help="Photo to check: every face in it is classified."),
     cam: Path | None = typer.Option(None, "--cam", help="Write the photo with each face's box, label and Grad-CAM heat map (PNG)."),
     weights: Path | None = typer.Option(None, "--weights", help="Mask-classifier weights (default: the shipped ones)."),
-    detector: str = typer.Option("auto-roi", "--detector", "-d", help="Face detector: auto-roi (default), auto, centerface, mtcnn, cnn, hog, ..."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", "-d", help="Face detector: auto-roi (default), auto, centerface, mtcnn, cnn, hog, ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Is each face in IMAGE wearing a mask? Label, probability and (with --cam) where the model looked."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 
+from occluface import settings
 from occluface.errors import OccluFaceError
 from occluface.faces.base import (  # noqa: F401  (the detection interface, re-exported: import it from here)
     MIN_IMAGE_SIDE,
@@ -40,11 +41,9 @@ from occluface.faces.base import (  # noqa: F401  (the detection interface, re-e
 
 # ----------------------------------------------------------------------------- registry
 
-#: What the recognition service detects with: "auto-roi" (YuNet proposes each face, CenterFace re-detects it on a
-#: crop, so the landmarks stay CenterFace's), adopted under docs/results/detector-roi/RULE2.txt; it replaced "auto"
-#: (CenterFace on the whole photo). Not "fast" (YuNet's own landmarks): on masked faces they align SFace's chips
-#: worse, and masked rank-1 fell 5 points on the tuning people (docs/results/openset-tuning-fast).
-DEFAULT_DETECTOR = "auto-roi"
+#: What the recognition service detects with (defined in ``occluface.settings``, so the CLI can name it without
+#: importing OpenCV).
+DEFAULT_DETECTOR = settings.DEFAULT_DETECTOR
 
 _CACHE: dict[str, Detector] = {}
 _CACHE_LOCK = threading.RLock()  # re-entrant: "auto" creates its members

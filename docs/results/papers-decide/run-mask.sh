@@ -16,3 +16,5 @@ lane > "$W/lane1.log" 2>&1 &
 sleep 20  # lane 1 takes the seed-0 cache lock first; lane 2 waits on it, then reuses the cache
 lane > "$W/lane2.log" 2>&1 &
 wait
+OMP_NUM_THREADS=1 "$OCCLUFACE" bench papers --scale decide --experiments mask --device cpu --threads 1 --work "$W" \
+  --out docs/results/papers-decide --reuse docs/results/papers-decide/papers.json
