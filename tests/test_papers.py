@@ -415,9 +415,14 @@ def test_report_reuses_an_earlier_reports_comparisons(seeds_run, tmp_path):
     # the runs behind the reused comparison are gone: its figure is copied, not redrawn from their logs
     import shutil
 
-    for run in coal["per_seed"]:
-        shutil.rmtree(run["runs_dir"])
-    new = write_report(merged, tmp_path / "report", command="occluface bench papers --scale decide")
+    moved = [(Path(run["runs_dir"]), tmp_path / f"gone-{i}") for i, run in enumerate(coal["per_seed"])]
+    for src, dst in moved:
+        shutil.move(src, dst)
+    try:
+        new = write_report(merged, tmp_path / "report", command="occluface bench papers --scale decide")
+    finally:  # the module's other tests share these runs
+        for src, dst in moved:
+            shutil.move(dst, src)
     out = new["markdown"].parent
     assert (out / "coal_curves.png").read_bytes() == (old_dir / "coal_curves.png").read_bytes()
     assert (out / "mask_curves.png").is_file() and (out / "accuracy.png").is_file()
