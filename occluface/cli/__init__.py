@@ -9,7 +9,8 @@ The commands live in modules by who uses them; importing each registers its comm
 * :mod:`occluface.cli.camera` -- watch (camera check-in), checkins, attendance;
 * :mod:`occluface.cli.research` -- evaluate, compare, synth, calibrate, calibrate-routed, export, synth-eval;
 * :mod:`occluface.cli.training` -- train, finetune, train-maskcls, calibrate-maskcls, train-masksynth;
-* :mod:`occluface.cli.bench` -- every ``occluface bench ...`` benchmark;
+* :mod:`occluface.cli.bench` -- the ``occluface bench`` group and its accuracy and speed benchmarks;
+* :mod:`occluface.cli.bench_service` -- the service benchmarks: bench fuzz, load, sync, watch;
 * :mod:`occluface.cli.common` -- what they share: the app, the consoles, ``fail``, option parsing, the shared
   options, the data-path defaults (``$OCCLUFACE_DATA``, see :mod:`occluface.settings`) and ``show_report``.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from occluface.cli import admin, bench, camera, operate, research, training  # noqa: F401  (importing registers the commands)
+from occluface.cli import admin, bench, bench_service, camera, operate, research, training  # noqa: F401  (importing registers the commands)
 from occluface.cli.common import app, err_console
 from occluface.errors import OccluFaceError
 
