@@ -14,7 +14,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from fastapi.routing import APIRoute
@@ -116,12 +116,12 @@ def face_data(gallery_path: Path) -> tuple:
 ENDLESS = {"/api/checkins/stream"}
 
 
-def stream_call(app, path: str, headers: dict, timeout: float = 60.0) -> httpx.Response:
+def stream_call(app, path: str, headers: dict, timeout: float = 60.0) -> httpx2.Response:
     """GET an endless stream straight through the ASGI app (the test client would wait for its end): the status,
     the headers and the body up to the first chunk of an answer that keeps streaming, all of a refusal."""
     import asyncio
 
-    async def go() -> httpx.Response:
+    async def go() -> httpx2.Response:
         start: dict = {}
         body: list[bytes] = []
         done = asyncio.Event()
@@ -153,7 +153,7 @@ def stream_call(app, path: str, headers: dict, timeout: float = 60.0) -> httpx.R
             await asyncio.wait_for(task, 10)
         except (asyncio.CancelledError, asyncio.TimeoutError):
             task.cancel()
-        return httpx.Response(start["status"], headers=[(k.decode(), v.decode()) for k, v in start["headers"]],
+        return httpx2.Response(start["status"], headers=[(k.decode(), v.decode()) for k, v in start["headers"]],
                               content=b"".join(body))
 
     return asyncio.run(go())

@@ -53,3 +53,55 @@ def test_wheel_states_its_licence(wheel):
     text = wheel.read(meta).decode()
     assert "License-Expression: MIT" in text
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in wheel.namelist())
+
+
+#: Imported only behind a clear "not installed" error naming the extra that brings it (bench fuzz's engine).
+OPTIONAL_IMPORTS = {"atheris"}
+#: Import names whose distribution metadata does not list them as a top-level module.
+DISTRIBUTION_OF = {"dlib": "dlib-bin"}
+
+
+def _requirement_names(specs) -> set[str]:
+    import re
+
+    names = set()
+    for spec in specs:
+        m = re.match(r"\s*([A-Za-z0-9_.-]+)(?:\[([^\]]*)\])?", spec)
+        base = m.group(1).lower().replace("_", "-")
+        names.add(base)
+        names.update(f"{base}-{extra.strip()}" for extra in (m.group(2) or "").split(",") if extra.strip())
+    return names
+
+
+def test_every_import_of_the_package_is_a_declared_dependency():
+    """A third-party module that occluface imports (at the top or inside a function) must come from a package
+    `pip install occluface` brings, or that the Makefile installs itself (--no-deps): otherwise a command works
+    in the test venv and fails with ImportError on a user's machine."""
+    import ast
+    import importlib.metadata as md
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = _requirement_names(project["dependencies"])
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    for line in makefile.splitlines():
+        if "--no-deps" in line and "-r " not in line:
+            declared |= {m.group(1).lower() for m in re.finditer(r"\b([A-Za-z0-9_.-]+)==", line)}
+    by_module = md.packages_distributions()
+    undeclared = {}
+    for path in sorted((REPO / "occluface").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for top in {m.split(".")[0] for m in modules}:
+                if top in sys.stdlib_module_names or top == "occluface" or top in OPTIONAL_IMPORTS:
+                    continue
+                dists = {d.lower().replace("_", "-") for d in by_module.get(top, [])} or {DISTRIBUTION_OF.get(top, top)}
+                if not dists & declared:
+                    undeclared.setdefault(top, path.relative_to(REPO).as_posix())
+    assert undeclared == {}, f"imported but not declared in pyproject.toml: {undeclared}"

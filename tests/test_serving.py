@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 
@@ -45,9 +45,9 @@ class SlowRecognizer:
 
 
 async def _burst(app, n: int) -> list[int]:
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx2.ASGITransport(app=app)
     photo = (SAMPLES / "fr_obama.jpg").read_bytes()
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": "ocf_k"}) as client:
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test", headers={"X-API-Key": "ocf_k"}) as client:
         rs = await asyncio.gather(*(client.post("/api/identify", files=[("file", ("p.jpg", photo, "image/jpeg"))])
                                     for _ in range(n)))
     return [r.status_code for r in rs]

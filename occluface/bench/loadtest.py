@@ -2,7 +2,7 @@
 
 A gate server must keep answering while busy and must not grow its memory with every request. This starts
 the server as a child process (temporary gallery, random API key, free local port), enrols two people,
-then sends a bounded number of concurrent ``/api/identify`` uploads with httpx and records per-request
+then sends a bounded number of concurrent ``/api/identify`` uploads with httpx2 and records per-request
 latency and status, the server's resident memory (``VmRSS`` summed over its processes) over the run, and
 how long ``/api/health`` takes to answer while the identify requests are queued. Only 127.0.0.1 is ever
 contacted.
@@ -140,7 +140,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ServerProcess":
-        import httpx
+        import httpx2
 
         env = {**os.environ, "OCCLUFACE_API_KEY": self.key}
         env.pop("OCCLUFACE_KEYS", None)
@@ -153,9 +153,9 @@ class ServerProcess:
                 self.__exit__()
                 raise OccluFaceError(f"occluface serve exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                if httpx.get(self.url + "/api/health", timeout=2.0).status_code == 200:
+                if httpx2.get(self.url + "/api/health", timeout=2.0).status_code == 200:
                     return self
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             time.sleep(0.25)
         self.__exit__()
@@ -185,10 +185,10 @@ class ServerProcess:
 
 
 def enroll_people(url: str, key: str, people: dict[str, Path]) -> None:
-    import httpx
+    import httpx2
 
     for name, photo in people.items():
-        r = httpx.post(f"{url}/api/subjects", data={"name": name}, headers={"X-API-Key": key},
+        r = httpx2.post(f"{url}/api/subjects", data={"name": name}, headers={"X-API-Key": key},
                        files=[("files", (photo.name, photo.read_bytes(), "image/jpeg"))], timeout=300.0)
         if r.status_code != 201:
             raise OccluFaceError(f"enrolling {name} from {photo} failed: {r.status_code} {r.text[:300]}")
@@ -197,7 +197,7 @@ def enroll_people(url: str, key: str, people: dict[str, Path]) -> None:
 async def _fire(url: str, image: bytes, *, key: str, requests: int | None, seconds: float | None, concurrency: int,
                 pid: int, timeout: float) -> dict[str, Any]:
     """Send identify requests from ``concurrency`` workers until ``requests`` are sent or ``seconds`` pass."""
-    import httpx
+    import httpx2
 
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -218,8 +218,8 @@ async def _fire(url: str, image: bytes, *, key: str, requests: int | None, secon
         sent += 1
         return True
 
-    limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits, headers={"X-API-Key": key}) as client:
+    limits = httpx2.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
+    async with httpx2.AsyncClient(base_url=url, timeout=timeout, limits=limits, headers={"X-API-Key": key}) as client:
 
         async def worker() -> None:
             while take():
@@ -231,7 +231,7 @@ async def _fire(url: str, image: bytes, *, key: str, requests: int | None, secon
                         faces.append(len(r.json()["faces"]))
                     elif len(errors) < 10:
                         errors.append(f"{r.status_code}: {r.text[:200]}")
-                except httpx.HTTPError as exc:
+                except httpx2.HTTPError as exc:
                     code = type(exc).__name__
                     if len(errors) < 10:
                         errors.append(f"{code}: {exc}")
@@ -245,7 +245,7 @@ async def _fire(url: str, image: bytes, *, key: str, requests: int | None, secon
                 try:
                     await client.get("/api/health")
                     health.append((time.perf_counter() - t0) * 1000.0)
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     health.append(float("inf"))
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -264,9 +264,9 @@ async def _fire(url: str, image: bytes, *, key: str, requests: int | None, secon
 def _measure(server: ServerProcess, data: bytes, *, requests: int | None, seconds: float | None, concurrency: int,
              timeout: float) -> LoadResult:
     """Fire the identify load at a running server (warmed up by one request) and measure it."""
-    import httpx
+    import httpx2
 
-    warm = httpx.post(server.url + "/api/identify", files=[("file", ("probe.jpg", data, "image/jpeg"))], timeout=timeout,
+    warm = httpx2.post(server.url + "/api/identify", files=[("file", ("probe.jpg", data, "image/jpeg"))], timeout=timeout,
                       headers={"X-API-Key": server.key})
     if warm.status_code != 200:
         raise OccluFaceError(f"warm-up identify failed: {warm.status_code} {warm.text[:300]}")
@@ -278,9 +278,9 @@ def _measure(server: ServerProcess, data: bytes, *, requests: int | None, second
                             pid=server.pid, timeout=timeout))
     rss_end = rss_mib(server.pid)
     try:
-        after = httpx.get(server.url + "/api/health", timeout=10.0)
+        after = httpx2.get(server.url + "/api/health", timeout=10.0)
         health_ok = after.status_code == 200 and after.json().get("status") == "ok"
-    except httpx.HTTPError:
+    except httpx2.HTTPError:
         health_ok = False
     samples = raw["rss"]
     mid = samples[len(samples) // 2][1] if samples else float("nan")
@@ -350,7 +350,7 @@ def cross_server_delay(gallery: str, root: Path, *, key: str, detector: str, mod
     """Two separate servers on one gallery (two gates): enrol a person through A, then ask B until it names them.
 
     Returns the delay from A's answer to B's first correct identification, and what B said before it."""
-    import httpx
+    import httpx2
 
     newcomer = SAMPLES / "fr_kit_harington.jpeg"
     with ServerProcess(gallery, key=key, detector=detector, model=model, log=root / "server-a.log") as a, \
@@ -358,7 +358,7 @@ def cross_server_delay(gallery: str, root: Path, *, key: str, detector: str, mod
         probe = newcomer.read_bytes()
 
         def ask_b() -> str | None:
-            r = httpx.post(b.url + "/api/identify", files=[("file", (newcomer.name, probe, "image/jpeg"))], timeout=60,
+            r = httpx2.post(b.url + "/api/identify", files=[("file", (newcomer.name, probe, "image/jpeg"))], timeout=60,
                            headers={"X-API-Key": key})
             r.raise_for_status()
             faces = r.json()["faces"]
