@@ -1,8 +1,12 @@
 """The wheel: what an installed occluface needs is inside, and no photograph is (no photo licence allows it)."""
 
+import ast
+import importlib.metadata as md
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,8 +66,7 @@ DISTRIBUTION_OF = {"dlib": "dlib-bin"}
 
 
 def _requirement_names(specs) -> set[str]:
-    import re
-
+    """Distribution names of requirement strings; an extra (psycopg[pool]) also counts as base-extra (psycopg-pool)."""
     names = set()
     for spec in specs:
         m = re.match(r"\s*([A-Za-z0-9_.-]+)(?:\[([^\]]*)\])?", spec)
@@ -77,11 +80,6 @@ def test_every_import_of_the_package_is_a_declared_dependency():
     """A third-party module that occluface imports (at the top or inside a function) must come from a package
     `pip install occluface` brings, or that the Makefile installs itself (--no-deps): otherwise a command works
     in the test venv and fails with ImportError on a user's machine."""
-    import ast
-    import importlib.metadata as md
-    import re
-    import tomllib
-
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = _requirement_names(project["dependencies"])
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
